@@ -1,0 +1,1 @@
+"""TorchServe adapter over model/: bytes in, JSON out (built in the serving issue)."""

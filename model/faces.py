@@ -1,0 +1,142 @@
+"""Find faces in a frame and cut the square, enlarged crops the network classifies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import dlib
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Pixel box `[x0, x1) x [y0, y1)` in the upright source frame."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face the detector found: its box in source pixels and the detector's confidence."""
+
+    box: FaceBox
+    score: float
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces in an upright (H, W, 3) uint8 RGB frame, best first."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]: ...
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Which detector to build and how hard it looks."""
+
+    kind: str = "dlib_hog"
+    detect_width: int = 640  # frames wider than this are searched on a downscaled copy
+    upsample: int = 1  # dlib pyramid upsamplings: finds faces down to ~40 px at 1, ~80 px at 0
+    min_score: float = 0.0  # dlib's adjust_threshold: raise to drop weak detections
+    max_faces: int = 10  # per frame, highest scores kept
+
+    def __post_init__(self) -> None:
+        if self.kind not in DETECTORS:
+            raise ValueError(f"unknown detector {self.kind!r}; choose one of {sorted(DETECTORS)}")
+        if self.detect_width < 32:
+            raise ValueError(f"detect_width must be at least 32 px, got {self.detect_width}")
+        if not 0 <= self.upsample <= 2:
+            raise ValueError(f"upsample must be 0, 1 or 2, got {self.upsample}")
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
+
+
+class DlibHogDetector:
+    """dlib's frontal-face HOG + linear SVM detector, run on a copy at most `detect_width` wide."""
+
+    name = "dlib_hog"
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self._detector = dlib.get_frontal_face_detector()
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.config.detect_width / width)
+        searched = rgb
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            searched = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(searched, self.config.upsample, self.config.min_score)
+        detections = [
+            Detection(_to_source_box(rect, scale, width, height), float(score))
+            for rect, score in zip(rects, scores, strict=True)
+        ]
+        detections = [d for d in detections if d.box.width > 0 and d.box.height > 0]
+        detections.sort(key=lambda d: d.score, reverse=True)
+        return detections[: self.config.max_faces]
+
+
+DETECTORS: dict[str, Callable[[DetectorConfig], FaceDetector]] = {"dlib_hog": DlibHogDetector}
+
+
+def make_detector(config: DetectorConfig) -> FaceDetector:
+    """Build the detector `config.kind` names; new detectors register in `DETECTORS`."""
+    return DETECTORS[config.kind](config)
+
+
+def _to_source_box(rect: dlib.rectangle, scale: float, width: int, height: int) -> FaceBox:
+    # dlib rectangles are inclusive and may reach past the image edge.
+    x0 = round(rect.left() / scale)
+    y0 = round(rect.top() / scale)
+    x1 = round((rect.right() + 1) / scale)
+    y1 = round((rect.bottom() + 1) / scale)
+    return FaceBox(max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+
+
+def enlarged_square_box(box: FaceBox, frame_width: int, frame_height: int, scale: float) -> FaceBox:
+    """Square of side `scale` x max(w, h) centred on `box`, kept inside the frame.
+
+    Follows FaceForensics++ `get_boundingbox` (scale 1.3) so that its released checkpoints see
+    the crops they were trained on: the corner is clamped to the frame, then the side shrinks
+    to fit, so the box stays square and may lose centring at the frame edge.
+    """
+    side = int(max(box.width, box.height) * scale)
+    centre_x, centre_y = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+    x0 = max(centre_x - side // 2, 0)
+    y0 = max(centre_y - side // 2, 0)
+    side = max(1, min(side, frame_width - x0, frame_height - y0))
+    return FaceBox(x0, y0, x0 + side, y0 + side)
+
+
+def crop_face(rgb: np.ndarray, crop_box: FaceBox, size: int) -> np.ndarray:
+    """Cut `crop_box` out of the frame and resize it to (size, size, 3) uint8."""
+    return resize_square(rgb[crop_box.y0 : crop_box.y1, crop_box.x0 : crop_box.x1], size)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to (size, size): area averaging to shrink (no aliasing), bilinear to grow."""
+    height, width = image.shape[:2]
+    if (height, width) == (size, size):
+        return np.ascontiguousarray(image)
+    shrinking = height > size or width > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)

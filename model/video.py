@@ -1,0 +1,248 @@
+"""Decode a video from a file path or from bytes in memory with PyAV, and sample its frames."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from model.errors import VideoInputError
+
+VideoSource = str | os.PathLike | bytes | bytearray | memoryview
+
+# More than this share of the frames the container declares missing means the file was cut short.
+_TRUNCATION_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Which frames to analyse: every `interval`-th frame from frame 0, or `num_frames` evenly
+    spaced ones; never more than `max_frames` (past the cap, evenly spaced over the whole video)."""
+
+    interval: int = 20
+    num_frames: int | None = None
+    max_frames: int = 64
+
+    def __post_init__(self) -> None:
+        if self.interval < 1:
+            raise ValueError(f"interval must be at least 1 frame, got {self.interval}")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1, got {self.max_frames}")
+
+    def frame_indices(self, frame_count: int) -> list[int]:
+        """Sorted frame indices to keep from a video of `frame_count` frames; never empty."""
+        frame_count = max(frame_count, 1)
+        if self.num_frames is None:
+            every_nth = range(0, frame_count, self.interval)
+            if len(every_nth) <= self.max_frames:
+                return list(every_nth)
+            wanted = self.max_frames
+        else:
+            wanted = min(self.num_frames, self.max_frames)
+        return evenly_spaced(frame_count, wanted)
+
+
+def evenly_spaced(frame_count: int, wanted: int) -> list[int]:
+    """`wanted` distinct indices spread from the first to the last of `frame_count` frames."""
+    wanted = max(1, min(wanted, frame_count))
+    positions = np.linspace(0, frame_count - 1, wanted)
+    return sorted({int(i) for i in np.floor(positions + 0.5)})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about the video stream; width and height as displayed."""
+
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frame_count: int
+    codec: str
+    rotation: int  # degrees counter-clockwise applied to decoded frames to display them upright
+    container: str
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One decoded frame: `rgb` is (H, W, 3) uint8, upright, as the viewer would see it."""
+
+    index: int
+    timestamp_s: float
+    rgb: np.ndarray
+
+
+class VideoReader:
+    """An open video. `info` is read on open; `sample()` then streams the chosen frames so a long
+    video is never held in memory whole. Use as a context manager."""
+
+    def __init__(self, source: VideoSource) -> None:
+        self._source = _validated_source(source)
+        self._container = _open_container(self._source)
+        try:
+            self._stream = _video_stream(self._container)
+            self._stream.thread_type = "AUTO"  # frame + slice threads in FFmpeg's decoder
+            self._decoded = self._container.decode(self._stream)
+            self._first_frame = self._next_decoded_frame(index=0)
+            self.info = self._read_info()
+        except BaseException:
+            self._container.close()
+            raise
+        self._sampled = False
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def sample(self, sampling: SamplingConfig) -> Iterator[SampledFrame]:
+        """Yield the frames `sampling` asks for, in order; at least one. Single use."""
+        if self._sampled:
+            raise RuntimeError("VideoReader.sample() can run once; open the video again")
+        self._sampled = True
+        wanted = sampling.frame_indices(self.info.frame_count)
+        wanted_set, last_wanted = set(wanted), wanted[-1]
+        index, frame = 0, self._first_frame
+        self._first_frame = None  # let the full-size frame go once it is converted
+        while frame is not None:
+            if index in wanted_set:
+                yield SampledFrame(index, self._timestamp_s(frame, index), self._upright_rgb(frame))
+            if index >= last_wanted:
+                return
+            index += 1
+            frame = self._next_decoded_frame(index)
+        self._check_not_truncated(decoded=index)
+
+    def _next_decoded_frame(self, index: int) -> av.VideoFrame | None:
+        try:
+            return next(self._decoded, None)
+        except av.FFmpegError as error:
+            raise VideoInputError(
+                f"video data is corrupt or truncated: reading frame {index} failed "
+                f"({_describe(error)})"
+            ) from error
+
+    def _read_info(self) -> VideoInfo:
+        stream = self._stream
+        first = self._first_frame
+        if first is None:
+            raise VideoInputError(
+                f"no decodable frame in the {stream.codec_context.name} video stream "
+                "(the file is empty, truncated or corrupt)"
+            )
+        rotation = _quarter_turns(first.rotation) * 90
+        width, height = first.width, first.height
+        if rotation % 180:
+            width, height = height, width
+        frame_count = stream.frames or _count_video_packets(self._source)
+        time_base = stream.time_base
+        duration_s = 0.0
+        if stream.duration and time_base:
+            duration_s = float(stream.duration * time_base)
+        elif self._container.duration:
+            duration_s = self._container.duration / av.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else (frame_count / duration_s if duration_s else 0.0)
+        if not duration_s and fps:
+            duration_s = frame_count / fps
+        return VideoInfo(
+            width=width,
+            height=height,
+            fps=fps,
+            duration_s=duration_s,
+            frame_count=frame_count,
+            codec=stream.codec_context.name,
+            rotation=rotation,
+            container=self._container.format.name,
+        )
+
+    def _timestamp_s(self, frame: av.VideoFrame, index: int) -> float:
+        if frame.pts is None or frame.time_base is None:
+            return index / self.info.fps if self.info.fps else 0.0
+        start = self._stream.start_time or 0
+        return float((frame.pts - start) * frame.time_base)
+
+    def _upright_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = frame.to_ndarray(format="rgb24")
+        turns = self.info.rotation // 90
+        return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+    def _check_not_truncated(self, decoded: int) -> None:
+        declared = self._stream.frames
+        if declared and decoded < declared * (1 - _TRUNCATION_TOLERANCE):
+            raise VideoInputError(
+                f"video is truncated: the container declares {declared} frames "
+                f"but only {decoded} could be decoded"
+            )
+
+
+def read_sampled_frames(
+    source: VideoSource, sampling: SamplingConfig
+) -> tuple[VideoInfo, list[SampledFrame]]:
+    """Open, sample and close in one call; holds all sampled frames, so keep `max_frames` small."""
+    with VideoReader(source) as reader:
+        return reader.info, list(reader.sample(sampling))
+
+
+def _validated_source(source: VideoSource) -> bytes | bytearray | memoryview | Path:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise VideoInputError("empty upload: got 0 bytes, expected a video file")
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise VideoInputError(f"no such video file: {path}")
+    if path.stat().st_size == 0:
+        raise VideoInputError(f"empty file: {path} has 0 bytes, expected a video")
+    return path
+
+
+def _open_container(source: bytes | bytearray | memoryview | Path) -> av.container.InputContainer:
+    file = str(source) if isinstance(source, Path) else io.BytesIO(source)
+    try:
+        container = av.open(file, mode="r", metadata_errors="ignore")
+    except av.FFmpegError as error:
+        raise VideoInputError(
+            f"not a video file FFmpeg can read ({_describe(error)}); "
+            "send a video such as MP4, MOV, MKV, WebM or AVI"
+        ) from error
+    demuxers = container.format.name.split(",")
+    if any(name.endswith("_pipe") or name == "image2" for name in demuxers):
+        container.close()
+        image_kind = demuxers[0].removesuffix("_pipe").upper()
+        raise VideoInputError(f"got a still image ({image_kind}), not a video")
+    return container
+
+
+def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
+    if container.streams.video:
+        return container.streams.video[0]
+    if container.streams.audio:
+        raise VideoInputError("no video stream: the file holds only audio")
+    raise VideoInputError("no video stream in the file")
+
+
+def _count_video_packets(source: bytes | bytearray | memoryview | Path) -> int:
+    """Frame count for containers that do not declare it (WebM, MKV): demux without decoding."""
+    with _open_container(source) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+
+def _quarter_turns(rotation_degrees: float | None) -> int:
+    return math.floor((rotation_degrees or 0) / 90 + 0.5) % 4
+
+
+def _describe(error: av.FFmpegError) -> str:
+    return error.strerror or type(error).__name__

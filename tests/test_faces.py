@@ -1,0 +1,159 @@
+"""Face detection and cropping with real dlib on the sample videos; box geometry by property."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.faces import (
+    DetectorConfig,
+    FaceBox,
+    crop_face,
+    enlarged_square_box,
+    make_detector,
+    resize_square,
+)
+from model.video import SamplingConfig, read_sampled_frames
+
+
+@pytest.fixture(scope="session")
+def default_detector():
+    return make_detector(DetectorConfig())
+
+
+@pytest.fixture(scope="session")
+def sample_detections(sample_videos, default_detector):
+    """(video, frame index, frame shape, detections) for every 20th frame of every sample."""
+    rows = []
+    for video in sample_videos:
+        _, frames = read_sampled_frames(video.path, SamplingConfig(interval=20))
+        for frame in frames:
+            rows.append((video, frame.index, frame.rgb.shape, default_detector.detect(frame.rgb)))
+    return rows
+
+
+def test_faces_found_exactly_where_the_labels_say(sample_detections):
+    disagreements = [
+        (video.name, index, len(detections))
+        for video, index, _, detections in sample_detections
+        if bool(detections) != (index in video.face_frames)
+    ]
+    assert not disagreements, f"face / no face differs from labels.csv: {disagreements}"
+
+
+def test_boxes_lie_inside_the_frame_and_are_ranked(sample_detections):
+    for video, index, (height, width, _), detections in sample_detections:
+        for detection in detections:
+            box = detection.box
+            assert 0 <= box.x0 < box.x1 <= width, (video.name, index, box)
+            assert 0 <= box.y0 < box.y1 <= height, (video.name, index, box)
+            assert box.width >= 20 and box.height >= 20
+        scores = [d.score for d in detections]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_group_photo_gives_several_faces(sample_detections):
+    counts = [len(d) for v, _, _, d in sample_detections if v.name == "a_still_multi_face.mp4"]
+    assert counts and min(counts) >= 3, counts
+
+
+def test_boxes_map_back_to_source_pixels(one_face_video):
+    """Detecting on a 2x upscaled frame (searched at 640 px) gives boxes 2x as large."""
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
+    frame = frames[0].rgb  # 640 x 360: searched as is
+    doubled = cv2.resize(frame, (frame.shape[1] * 2, frame.shape[0] * 2))
+    detector = make_detector(DetectorConfig(detect_width=640))
+    [small] = detector.detect(frame)[:1]
+    [large] = detector.detect(doubled)[:1]
+    for small_edge, large_edge in zip(small.box.as_list(), large.box.as_list(), strict=True):
+        assert large_edge == pytest.approx(2 * small_edge, abs=4)
+
+
+def test_max_faces_keeps_the_best(sample_videos):
+    group = next(v for v in sample_videos if v.name == "a_still_multi_face.mp4")
+    _, frames = read_sampled_frames(group.path, SamplingConfig(num_frames=1))
+    best_two = make_detector(DetectorConfig(max_faces=2)).detect(frames[0].rgb)
+    everyone = make_detector(DetectorConfig()).detect(frames[0].rgb)
+    assert len(best_two) == 2
+    assert best_two == everyone[:2]
+
+
+def test_crop_is_the_model_input_size(one_face_video):
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
+    rgb = frames[0].rgb
+    detection = make_detector(DetectorConfig()).detect(rgb)[0]
+    crop_box = enlarged_square_box(detection.box, rgb.shape[1], rgb.shape[0], 1.3)
+    crop = crop_face(rgb, crop_box, 299)
+    assert crop.shape == (299, 299, 3) and crop.dtype == np.uint8
+    assert crop_box.width == crop_box.height >= detection.box.width
+    # The crop holds the face, large and central: the detector finds it again in the crop.
+    [again] = make_detector(DetectorConfig(max_faces=1)).detect(crop)
+    centre = ((again.box.x0 + again.box.x1) / 2, (again.box.y0 + again.box.y1) / 2)
+    assert centre == pytest.approx((149.5, 149.5), abs=40)
+
+
+def test_enlarged_box_matches_faceforensics_get_boundingbox():
+    # A 100x80 face centred at (200, 150) in a 640x480 frame: side int(100 * 1.3) = 130.
+    assert enlarged_square_box(FaceBox(150, 110, 250, 190), 640, 480, 1.3) == FaceBox(
+        135, 85, 265, 215
+    )
+    # At the left edge the corner clamps to 0 and the side is kept.
+    assert enlarged_square_box(FaceBox(0, 100, 100, 200), 640, 480, 1.3) == FaceBox(0, 85, 130, 215)
+    # At the right edge the side shrinks to fit.
+    assert enlarged_square_box(FaceBox(560, 100, 640, 180), 640, 480, 1.3) == FaceBox(
+        548, 88, 640, 180
+    )
+
+
+@st.composite
+def boxes_in_frames(draw):
+    width = draw(st.integers(16, 4000))
+    height = draw(st.integers(16, 4000))
+    x0 = draw(st.integers(0, width - 2))
+    y0 = draw(st.integers(0, height - 2))
+    x1 = draw(st.integers(x0 + 1, width))
+    y1 = draw(st.integers(y0 + 1, height))
+    scale = draw(st.floats(1.0, 2.0))
+    return FaceBox(x0, y0, x1, y1), width, height, scale
+
+
+@given(boxes_in_frames())
+def test_enlarged_box_is_a_square_inside_the_frame(case):
+    box, width, height, scale = case
+    crop = enlarged_square_box(box, width, height, scale)
+    assert 0 <= crop.x0 < crop.x1 <= width
+    assert 0 <= crop.y0 < crop.y1 <= height
+    assert crop.width == crop.height
+    assert crop.width <= max(1, int(max(box.width, box.height) * scale))
+
+
+@given(boxes_in_frames())
+def test_enlarged_box_keeps_its_full_size_away_from_the_edges(case):
+    box, width, height, scale = case
+    side = int(max(box.width, box.height) * scale)
+    centre_x, centre_y = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+    fits = (
+        centre_x - side // 2 >= 0
+        and centre_y - side // 2 >= 0
+        and centre_x - side // 2 + side <= width
+        and centre_y - side // 2 + side <= height
+    )
+    if fits and side >= 1:
+        crop = enlarged_square_box(box, width, height, scale)
+        assert crop.width == side
+        assert (crop.x0 + crop.x1) // 2 == pytest.approx(centre_x, abs=1)
+
+
+def test_resize_square_shrinks_and_grows():
+    image = np.random.default_rng(0).integers(0, 255, (500, 500, 3), dtype=np.uint8)
+    assert resize_square(image, 299).shape == (299, 299, 3)
+    assert resize_square(image[:100, :100], 299).shape == (299, 299, 3)
+    np.testing.assert_array_equal(resize_square(image[:299, :299], 299), image[:299, :299])
+
+
+def test_unknown_detector_is_refused():
+    with pytest.raises(ValueError, match="unknown detector"):
+        DetectorConfig(kind="mtcnn")

@@ -1,0 +1,168 @@
+"""Decoding and sampling on the real sample videos and on videos made here with PyAV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.errors import VideoInputError
+from model.video import SamplingConfig, VideoReader, evenly_spaced, read_sampled_frames
+from tests.video_factory import (
+    blank_frames,
+    encode_audio_only,
+    encode_image,
+    encode_video,
+    grace_hopper_rgb,
+)
+
+
+def test_every_20th_frame_of_each_sample_video(sample_videos):
+    for video in sample_videos:
+        info, frames = read_sampled_frames(video.path, SamplingConfig(interval=20))
+        assert (info.width, info.height) == (video.width, video.height), video.name
+        assert info.frame_count == video.frame_count, video.name
+        assert info.fps == pytest.approx(video.fps, abs=0.01), video.name
+        assert [f.index for f in frames] == list(range(0, video.frame_count, 20)), video.name
+        for frame in frames:
+            assert frame.rgb.shape == (video.height, video.width, 3)
+            assert frame.rgb.dtype == np.uint8
+            # Constant frame rate: the timestamp is the index over the rate, to a frame.
+            assert frame.timestamp_s == pytest.approx(frame.index / video.fps, abs=1 / video.fps)
+
+
+def test_evenly_spaced_frames_span_the_video(one_face_video):
+    info, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=5))
+    indices = [f.index for f in frames]
+    assert indices[0] == 0 and indices[-1] == info.frame_count - 1
+    assert len(indices) == 5
+    gaps = np.diff(indices)
+    assert gaps.max() - gaps.min() <= 1
+
+
+def test_cap_switches_to_evenly_spaced_frames_over_the_whole_video(one_face_video):
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(interval=5, max_frames=4))
+    indices = [f.index for f in frames]
+    assert len(indices) == 4
+    assert indices[-1] == one_face_video.frame_count - 1
+
+
+def test_same_frames_from_path_and_from_bytes(one_face_video):
+    sampling = SamplingConfig(interval=20)
+    info_path, from_path = read_sampled_frames(one_face_video.path, sampling)
+    info_bytes, from_bytes = read_sampled_frames(one_face_video.path.read_bytes(), sampling)
+    assert info_path == info_bytes
+    assert [f.index for f in from_path] == [f.index for f in from_bytes]
+    for a, b in zip(from_path, from_bytes, strict=True):
+        assert a.timestamp_s == b.timestamp_s
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+
+
+def test_bytearray_upload_is_accepted(one_face_video):
+    # TorchServe hands request bodies over as bytearray.
+    _, frames = read_sampled_frames(bytearray(one_face_video.path.read_bytes()), SamplingConfig())
+    assert frames
+
+
+def test_video_shorter_than_the_interval_gives_its_first_frame():
+    data = encode_video(blank_frames(5))
+    info, frames = read_sampled_frames(data, SamplingConfig(interval=20))
+    assert info.frame_count == 5
+    assert [f.index for f in frames] == [0]
+
+
+def test_single_frame_video():
+    _, frames = read_sampled_frames(encode_video(blank_frames(1)), SamplingConfig(num_frames=8))
+    assert [f.index for f in frames] == [0]
+
+
+def test_rotation_metadata_turns_frames_upright():
+    upright = grace_hopper_rgb()  # 600 high x 512 wide
+    # Stored turned a quarter clockwise; the display matrix says turn 90 degrees back.
+    stored = np.ascontiguousarray(np.rot90(upright, k=-1))
+    info, frames = read_sampled_frames(encode_video([stored] * 3, rotation=90), SamplingConfig())
+    assert info.rotation == 90
+    assert (info.width, info.height) == (512, 600)
+    assert frames[0].rgb.shape == (600, 512, 3)
+    error = np.abs(frames[0].rgb.astype(int) - upright.astype(int)).mean()
+    assert error < 8, f"decoded frame is not the upright picture (mean abs error {error:.1f})"
+
+
+def test_variable_frame_rate_timestamps_follow_the_container():
+    times = [0.0, 0.1, 0.15, 0.5, 0.55, 1.3]
+    data = encode_video(blank_frames(len(times)), frame_times_s=times)
+    _, frames = read_sampled_frames(data, SamplingConfig(interval=1))
+    assert [f.index for f in frames] == list(range(len(times)))
+    assert [f.timestamp_s for f in frames] == pytest.approx(times, abs=1e-3)
+
+
+def test_webm_without_a_declared_frame_count():
+    data = encode_video(blank_frames(40), container="webm", codec="libvpx-vp9")
+    info, frames = read_sampled_frames(data, SamplingConfig(interval=10))
+    assert info.frame_count == 40
+    assert [f.index for f in frames] == [0, 10, 20, 30]
+
+
+def test_sampling_runs_once_per_reader(one_face_video):
+    with VideoReader(one_face_video.path) as reader:
+        list(reader.sample(SamplingConfig()))
+        with pytest.raises(RuntimeError, match="once"):
+            list(reader.sample(SamplingConfig()))
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda: b"", "empty upload"),
+        (lambda: bytes(1), "not a video file"),
+        (lambda: np.random.default_rng(0).bytes(50_000), "not a video file"),
+        (lambda: b"just some text, not a video\n" * 200, "not a video file"),
+        (lambda: encode_image(grace_hopper_rgb(), ".png"), r"still image \(PNG\)"),
+        (lambda: encode_image(grace_hopper_rgb(), ".jpg"), r"still image \(JPEG\)"),
+        (lambda: encode_audio_only(), "only audio"),
+        (lambda: encode_video([grace_hopper_rgb()] * 30)[:20_000], "not a video file"),
+        (
+            lambda: _truncated(encode_video([grace_hopper_rgb()] * 30, faststart=True), 0.5),
+            "corrupt or truncated",
+        ),
+    ],
+    ids=[
+        "empty",
+        "one-byte",
+        "random-bytes",
+        "text",
+        "png",
+        "jpeg",
+        "audio-only",
+        "truncated-moov-at-end",
+        "truncated-faststart",
+    ],
+)
+def test_bad_input_raises_video_input_error(make_input, message):
+    with pytest.raises(VideoInputError, match=message):
+        read_sampled_frames(make_input(), SamplingConfig())
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(VideoInputError, match="no such video file"):
+        read_sampled_frames(tmp_path / "absent.mp4", SamplingConfig())
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoInputError, match="0 bytes"):
+        read_sampled_frames(empty, SamplingConfig())
+
+
+def test_evenly_spaced_indices_are_distinct_and_bounded():
+    assert evenly_spaced(10, 10) == list(range(10))
+    assert evenly_spaced(3, 10) == [0, 1, 2]
+    assert evenly_spaced(101, 5) == [0, 25, 50, 75, 100]
+    assert evenly_spaced(1, 4) == [0]
+
+
+@pytest.mark.parametrize("kwargs", [{"interval": 0}, {"num_frames": 0}, {"max_frames": 0}], ids=str)
+def test_sampling_config_rejects_nonsense(kwargs):
+    with pytest.raises(ValueError):
+        SamplingConfig(**kwargs)
+
+
+def _truncated(data: bytes, fraction: float) -> bytes:
+    return data[: int(len(data) * fraction)]

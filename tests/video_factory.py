@@ -1,0 +1,83 @@
+"""Make small test videos with PyAV's encoders, in memory, from arrays the tests choose."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Sequence
+from fractions import Fraction
+
+import av
+import cv2
+import matplotlib.cbook
+import numpy as np
+
+
+def grace_hopper_rgb() -> np.ndarray:
+    """(600, 512, 3) uint8 portrait shipped with matplotlib (US Navy photo, public domain)."""
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def blank_frames(count: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
+    """Frames of flat grey that differ per frame, so each encodes as a real picture."""
+    return [np.full((height, width, 3), 40 + (i * 7) % 180, dtype=np.uint8) for i in range(count)]
+
+
+def encode_video(
+    frames: Sequence[np.ndarray],
+    fps: int = 25,
+    container: str = "mp4",
+    codec: str = "libx264",
+    rotation: int = 0,
+    faststart: bool = False,
+    frame_times_s: Sequence[float] | None = None,
+) -> bytes:
+    """Encode RGB frames; `frame_times_s` gives each frame's time (variable frame rate)."""
+    # A real file, not BytesIO: faststart rewrites the file in a second pass.
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/video.{container}"
+        _encode_to(path, frames, fps, container, codec, rotation, faststart, frame_times_s)
+        with open(path, "rb") as file:
+            return file.read()
+
+
+def _encode_to(path, frames, fps, container, codec, rotation, faststart, frame_times_s) -> None:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(path, mode="w", format=container, options=options) as output:
+        stream = output.add_stream(codec, rate=fps)
+        height, width = frames[0].shape[:2]
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        if frame_times_s is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if frame_times_s is not None:
+                frame.pts = round(frame_times_s[index] * 1000)
+                frame.time_base = Fraction(1, 1000)
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+
+
+def encode_audio_only(seconds: float = 1.0, sample_rate: int = 16000) -> bytes:
+    """An M4A-style MP4 holding one AAC stream of a sine tone and no video."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as output:
+        stream = output.add_stream("aac", rate=sample_rate)
+        stream.layout = "mono"
+        samples = int(seconds * sample_rate)
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / sample_rate)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(tone[np.newaxis, :], format="fltp", layout="mono")
+        frame.sample_rate = sample_rate
+        output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def encode_image(rgb: np.ndarray, extension: str) -> bytes:
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()

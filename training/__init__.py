@@ -1,0 +1,1 @@
+"""Turns videos into a trained checkpoint through model/'s pipeline (the training issue)."""
