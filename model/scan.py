@@ -10,27 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 from model.errors import DeepfakeServeError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, load_checkpoint
 from model.pipeline import PipelineConfig, analyze_video, extract_faces
-from model.video import SamplingConfig
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-
-
-def video_paths(inputs: Iterable[Path]) -> list[Path]:
-    """The given files, and the video files anywhere under the given folders, sorted."""
-    paths: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            paths.extend(p for p in sorted(item.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES)
-        else:
-            paths.append(item)
-    return paths
+from model.video import SamplingConfig, find_videos
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         network, settings = load_checkpoint(args.checkpoint)
     failures = 0
-    for path in video_paths(args.inputs):
+    for path in find_videos(args.inputs):
         try:
             if network is None:
                 faces = extract_faces(path, config.sampling, detector, settings)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from model.network import ModelSettings, build_model, save_checkpoint
-from model.scan import main, video_paths
+from model.scan import main
+from model.video import find_videos
 from tests.video_factory import blank_frames, encode_video
 
 
@@ -19,7 +20,7 @@ def _folder_with_a_blank_and_a_broken_video(tmp_path):
 
 def test_folders_are_searched_for_videos(tmp_path):
     folder = _folder_with_a_blank_and_a_broken_video(tmp_path)
-    assert video_paths([folder]) == [folder / "broken.mp4", folder / "nested" / "blank.mp4"]
+    assert find_videos([folder]) == [folder / "broken.mp4", folder / "nested" / "blank.mp4"]
 
 
 def test_faces_only_without_a_checkpoint(tmp_path, capsys):

@@ -1,0 +1,201 @@
+"""Cut face crops out of labelled videos with the serving pipeline, for training.
+
+    python -m training.extract_faces --video-dir videos --image-dir images --interval 20
+
+Reads `VIDEO_DIR/real/**` and `VIDEO_DIR/fake/**` (any container PyAV reads) and writes, per
+video, `IMAGE_DIR/<label>/<video-id>/<frame>_<face>.png` crops and a `faces.json` with each
+face's frame, time, boxes, detector score and 68 landmarks (crop pixels, for self-blending).
+A video whose `faces.json` exists is skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from model.errors import DeepfakeServeError
+from model.faces import DetectorConfig, FaceDetector, make_detector
+from model.network import ModelSettings
+from model.pipeline import extract_faces
+from model.video import SamplingConfig, find_videos
+from training.landmarks import LandmarkPredictor, box_in_crop
+
+LABELS = ("real", "fake")
+FACES_FILE = "faces.json"
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
+    crop_size: int = 299
+    crop_scale: float = 1.3
+    landmarks: bool = True
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    video_path: Path
+    label: str
+    video_id: str
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    video_id: str
+    label: str
+    frames: int = 0
+    faces: int = 0
+    skipped: bool = False
+    error: str | None = None
+
+
+def video_jobs(video_dir: Path, image_dir: Path) -> list[VideoJob]:
+    """One job per video under `video_dir/real` and `video_dir/fake`."""
+    jobs = []
+    for label in LABELS:
+        label_dir = video_dir / label
+        if not label_dir.is_dir():
+            continue
+        for path in find_videos([label_dir]):
+            video_id = "__".join(path.relative_to(label_dir).with_suffix("").parts)
+            jobs.append(VideoJob(path, label, video_id, image_dir / label / video_id))
+    return jobs
+
+
+@lru_cache(maxsize=1)
+def _tools(detector_config: DetectorConfig, landmarks: bool):
+    """Detector and landmark model, built once per worker process."""
+    return make_detector(detector_config), (LandmarkPredictor() if landmarks else None)
+
+
+def extract_video(job: VideoJob, config: ExtractionConfig) -> VideoOutcome:
+    """Write one video's crops and faces.json; written to a temporary folder, then renamed."""
+    if (job.output_dir / FACES_FILE).is_file():
+        return VideoOutcome(job.video_id, job.label, skipped=True)
+    detector, landmark_predictor = _tools(config.detector, config.landmarks)
+    try:
+        record = _extract(job, config, detector, landmark_predictor)
+    except DeepfakeServeError as error:
+        return VideoOutcome(job.video_id, job.label, error=str(error))
+    faces = sum(len(frame["faces"]) for frame in record["frames"])
+    return VideoOutcome(job.video_id, job.label, frames=len(record["frames"]), faces=faces)
+
+
+def _extract(
+    job: VideoJob,
+    config: ExtractionConfig,
+    detector: FaceDetector,
+    landmark_predictor: LandmarkPredictor | None,
+) -> dict:
+    settings = ModelSettings(input_size=config.crop_size, face_crop_scale=config.crop_scale)
+    video_faces = extract_faces(job.video_path, config.sampling, detector, settings)
+    partial = job.output_dir.with_name(job.output_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    frames = []
+    for frame in video_faces.frames:
+        faces = []
+        for number, face in enumerate(frame.faces):
+            file_name = f"{frame.frame_index:06d}_{number}.png"
+            cv2.imwrite(str(partial / file_name), cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
+            entry = {
+                "file": file_name,
+                "box": face.box.as_list(),
+                "crop_box": face.crop_box.as_list(),
+                "score": face.detector_score,
+            }
+            if landmark_predictor is not None:
+                box = box_in_crop(face.box, face.crop_box, config.crop_size)
+                entry["landmarks"] = landmark_predictor.predict(face.crop, box).tolist()
+            faces.append(entry)
+        frames.append(
+            {"frame_index": frame.frame_index, "timestamp_s": frame.timestamp_s, "faces": faces}
+        )
+    record = {
+        "video": str(job.video_path),
+        "video_id": job.video_id,
+        "label": job.label,
+        "info": dataclasses.asdict(video_faces.info),
+        "sampling": dataclasses.asdict(config.sampling),
+        "crop_size": config.crop_size,
+        "crop_scale": config.crop_scale,
+        "frames": frames,
+    }
+    (partial / FACES_FILE).write_text(json.dumps(record, indent=1))
+    shutil.rmtree(job.output_dir, ignore_errors=True)
+    partial.rename(job.output_dir)
+    return record
+
+
+def extract_all(
+    jobs: list[VideoJob], config: ExtractionConfig, workers: int, progress: bool = True
+) -> list[VideoOutcome]:
+    """Run every job, `workers` videos at a time, with a progress bar."""
+    bar = tqdm(total=len(jobs), unit="video", disable=not progress, desc="extract faces")
+    outcomes = []
+    if workers <= 1:
+        for job in jobs:
+            outcomes.append(extract_video(job, config))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for outcome in pool.map(extract_video, jobs, [config] * len(jobs)):
+                outcomes.append(outcome)
+                bar.update()
+    bar.close()
+    return outcomes
+
+
+def summary(outcomes: list[VideoOutcome]) -> str:
+    done = [o for o in outcomes if not o.skipped and o.error is None]
+    lines = [
+        f"extract_faces: {len(outcomes)} videos ({len(done)} extracted, "
+        f"{sum(o.skipped for o in outcomes)} already done, "
+        f"{sum(o.error is not None for o in outcomes)} unreadable), "
+        f"{sum(o.frames for o in done)} frames, {sum(o.faces for o in done)} faces, "
+        f"{sum(o.faces == 0 for o in done)} videos with no face"
+    ]
+    lines += [f"  unreadable {o.label}/{o.video_id}: {o.error}" for o in outcomes if o.error]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos"))
+    parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
+    parser.add_argument("--interval", type=int, default=20, help="every N-th frame")
+    parser.add_argument("--num-frames", type=int, help="N evenly spaced frames instead")
+    parser.add_argument("--max-frames", type=int, default=64, help="cap on frames per video")
+    parser.add_argument("--crop-size", type=int, default=299, help="saved crop side in px")
+    parser.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
+    parser.add_argument("--no-landmarks", action="store_true", help="skip 68-point landmarks")
+    args = parser.parse_args(argv)
+
+    jobs = video_jobs(args.video_dir, args.image_dir)
+    if not jobs:
+        print(f"extract_faces: no videos in {args.video_dir}/real or /fake", file=sys.stderr)
+        return 1
+    config = ExtractionConfig(
+        sampling=SamplingConfig(args.interval, args.num_frames, args.max_frames),
+        crop_size=args.crop_size,
+        landmarks=not args.no_landmarks,
+    )
+    outcomes = extract_all(jobs, config, args.workers)
+    print(summary(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
