@@ -89,7 +89,11 @@ def fake_probabilities(
     network: nn.Module, batch: torch.Tensor, settings: ModelSettings
 ) -> torch.Tensor:
     """(N,) float32 fake probability for an (N, 3, S, S) normalized batch."""
-    logits = network(batch)
+    return fake_probabilities_from_logits(network(batch), settings)
+
+
+def fake_probabilities_from_logits(logits: torch.Tensor, settings: ModelSettings) -> torch.Tensor:
+    """(N,) float32 fake probability from (N, 2) logits: softmax, the fake column."""
     return torch.softmax(logits.float(), dim=1)[:, settings.fake_index]
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
-from model.network import ModelSettings, build_model, save_checkpoint
 from model.scan import main
 from model.video import find_videos
 from tests.video_factory import blank_frames, encode_video
@@ -32,19 +29,3 @@ def test_faces_only_without_a_checkpoint(tmp_path, capsys):
         "WebM or AVI"
     )
     assert lines[1] == f"{folder / 'nested' / 'blank.mp4'}: 2 frames, 0 faces"
-
-
-def test_verdicts_with_a_checkpoint(tmp_path, capsys, one_face_video):
-    folder = _folder_with_a_blank_and_a_broken_video(tmp_path / "videos")
-    checkpoint = tmp_path / "random.pt"
-    torch.manual_seed(0)
-    save_checkpoint(build_model(ModelSettings()).eval(), ModelSettings(), checkpoint)
-    exit_code = main(
-        [str(folder / "nested"), str(one_face_video.path), "--checkpoint", str(checkpoint)]
-    )
-    assert exit_code == 0
-    blank_line, face_line = capsys.readouterr().out.splitlines()
-    assert blank_line.endswith("blank.mp4: no_face - (0 faces)")
-    assert face_line.startswith(f"{one_face_video.path}: ")
-    assert face_line.endswith("(6 faces)")
-    assert face_line.split()[1] in ("fake", "real")

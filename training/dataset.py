@@ -1,0 +1,116 @@
+"""Face crops of one split as a torch Dataset, with self-blended fakes and augmentation.
+
+Crops were cut by the serving pipeline (training.extract_faces); here they only get the
+training-time changes, and batches are made by `model.tensors.crops_to_batch`, the function
+the server uses, so training and serving see the same tensors for the same face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model.faces import resize_square
+from model.network import ModelSettings
+from model.tensors import crops_to_batch
+from training.augment import AugmentConfig, augment
+from training.sbi import SelfBlendConfig, self_blend
+
+FAKE_SOURCES = ("both", "videos", "sbi")
+REAL, FAKE = 0, 1
+
+
+@dataclass(frozen=True)
+class CropItem:
+    path: str
+    label: int
+    video_id: str
+    frame_index: int
+    landmarks: np.ndarray | None
+    self_blended: bool = False
+
+
+def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) -> list[CropItem]:
+    """Crops of `split_name`; with `fake_source` "sbi" or "both", each real crop with
+    landmarks appears a second time as a self-blended fake."""
+    if fake_source not in FAKE_SOURCES:
+        raise ValueError(f"fake_source must be one of {FAKE_SOURCES}, got {fake_source!r}")
+    items = []
+    for video in split["videos"]:
+        if video["split"] != split_name:
+            continue
+        label = FAKE if video["label"] == "fake" else REAL
+        if label == FAKE and fake_source == "sbi":
+            continue
+        for crop in video["crops"]:
+            landmarks = np.asarray(crop["landmarks"], np.float32) if "landmarks" in crop else None
+            path = f"{image_dir}/{video['folder']}/{crop['file']}"
+            item = CropItem(path, label, video["video_id"], crop["frame_index"], landmarks)
+            items.append(item)
+            if label == REAL and fake_source != "videos" and landmarks is not None:
+                blended_id = f"{video['video_id']}#self-blended"
+                items.append(CropItem(path, FAKE, blended_id, crop["frame_index"], landmarks, True))
+    return items
+
+
+def read_rgb(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read face crop {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class FaceCrops(Dataset):
+    """(H, W, 3) uint8 crops at the model's input size, with labels; random changes only when
+    `train`. Randomness is seeded by (seed, epoch, index): runs repeat, whatever the workers."""
+
+    def __init__(
+        self,
+        items: list[CropItem],
+        settings: ModelSettings,
+        train: bool,
+        seed: int = 0,
+        augment_config: AugmentConfig = AugmentConfig(),
+        blend_config: SelfBlendConfig = SelfBlendConfig(),
+    ) -> None:
+        self.items = items
+        self.settings = settings
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.augment_config = augment_config
+        self.blend_config = blend_config
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        item = self.items[index]
+        image = read_rgb(item.path)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if item.self_blended:
+            image = self_blend(image, item.landmarks, rng, self.blend_config).image
+        if self.train:
+            image = augment(image, rng, self.augment_config)
+        return resize_square(image, self.settings.input_size), item.label, index
+
+    def labels(self) -> np.ndarray:
+        return np.array([item.label for item in self.items], dtype=np.int64)
+
+
+class Collate:
+    """DataLoader collate function: normalized batch through the serving code path."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+
+    def __call__(self, samples: list[tuple[np.ndarray, int, int]]):
+        images, labels, indices = zip(*samples, strict=True)
+        return crops_to_batch(images, self.settings), torch.tensor(labels), torch.tensor(indices)

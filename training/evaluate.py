@@ -1,0 +1,213 @@
+"""Evaluate a checkpoint on labelled videos.
+
+    python -m training.evaluate [--checkpoint CKPT] --videos DIR_OR_SPLIT_FILE [--split-name test]
+
+DIR holds `real/` and `fake/` sub-folders (the seed's layout; a sub-folder of `fake/`, such as
+`fake/Deepfakes/`, names the manipulation method) and every video goes through the whole
+pipeline. A split file (from training.data_dir) scores its extracted crops of `--split-name`.
+Prints and logs to MLflow frame- and video-level AUC, accuracy at 0.5, log loss (clipped like
+DFDC), EER and a per-method breakdown; writes per-video scores to a CSV. Videos with no face
+count as 0.5 and are reported; unreadable videos are listed and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.cli import add_pipeline_arguments, pipeline_config
+from model.network import ModelSettings, file_sha256, load_checkpoint
+from model.pipeline import PipelineConfig
+from model.video import find_videos
+from training.dataset import FAKE, REAL, FaceCrops, split_items
+from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
+from training.scoring import video_probabilities as aggregate_videos
+from training.tracking import start_tracked_run
+from training.train import DEFAULT_CHECKPOINT
+
+
+@dataclass
+class Evaluation:
+    """Per-face scores of the readable videos, plus what could not be scored."""
+
+    scores: CropScores
+    methods: dict[str, str]  # video id -> "real" or the manipulation method
+    no_face: dict[str, int] = field(default_factory=dict)  # video id -> label
+    unreadable: dict[str, str] = field(default_factory=dict)  # video id -> error
+
+
+def evaluate_folder(
+    folder: Path, network, settings: ModelSettings, config: PipelineConfig
+) -> Evaluation:
+    rows: dict[str, list] = {"video_ids": [], "frame_indices": [], "labels": [], "probs": []}
+    methods: dict[str, str] = {}
+    no_face: dict[str, int] = {}
+    unreadable: dict[str, str] = {}
+    for label_name, label in (("real", REAL), ("fake", FAKE)):
+        label_dir = folder / label_name
+        paths = find_videos([label_dir]) if label_dir.is_dir() else []
+        for outcome in analyze_files(paths, network, settings, config):
+            video_id = str(outcome.path.relative_to(folder))
+            relative = outcome.path.relative_to(label_dir).parts
+            methods[video_id] = relative[0] if len(relative) > 1 else label_name
+            if outcome.verdict is None:
+                unreadable[video_id] = outcome.error
+                continue
+            verdict = outcome.verdict
+            if verdict.fake_probability is None:
+                no_face[video_id] = label
+            for frame, probabilities in zip(
+                verdict.faces.frames, verdict.face_probabilities, strict=True
+            ):
+                for probability in probabilities:
+                    rows["video_ids"].append(video_id)
+                    rows["frame_indices"].append(frame.frame_index)
+                    rows["labels"].append(label)
+                    rows["probs"].append(probability)
+    scores = CropScores(
+        video_ids=rows["video_ids"],
+        frame_indices=rows["frame_indices"],
+        labels=np.array(rows["labels"], dtype=np.int64),
+        probabilities=np.array(rows["probs"], dtype=np.float32),
+        loss=float("nan"),
+    )
+    return Evaluation(scores, methods, no_face, unreadable)
+
+
+def evaluate_split(
+    split_file: Path, split_name: str, network, settings: ModelSettings, batch_size: int
+) -> Evaluation:
+    split = json.loads(split_file.read_text())
+    items = split_items(split, split_name, split["image_dir"], fake_source="videos")
+    scores = score_crops(network, FaceCrops(items, settings, train=False), batch_size, "fp32")
+    methods, no_face = {}, {}
+    for video in split["videos"]:
+        if video["split"] != split_name:
+            continue
+        parent = Path(video["video"]).parent.name
+        methods[video["video_id"]] = parent if parent not in ("real", "fake") else video["label"]
+        if not video["crops"]:
+            no_face[video["video_id"]] = int(video["label"] == "fake")
+    return Evaluation(scores, methods, no_face)
+
+
+def subset(scores: CropScores, video_ids: set[str]) -> CropScores:
+    keep = [i for i, video_id in enumerate(scores.video_ids) if video_id in video_ids]
+    return CropScores(
+        [scores.video_ids[i] for i in keep],
+        [scores.frame_indices[i] for i in keep],
+        scores.labels[keep],
+        scores.probabilities[keep],
+        scores.loss,
+    )
+
+
+def all_metrics(evaluation: Evaluation, aggregation: str) -> dict[str, float]:
+    """Overall metrics, then `<method>_video_auc` etc. for each method's fakes against all reals."""
+    metrics = evaluation_metrics(evaluation.scores, aggregation, evaluation.no_face)
+    reals = {v for v, m in evaluation.methods.items() if m == "real"}
+    fake_methods = sorted({m for m in evaluation.methods.values() if m != "real"})
+    if len(fake_methods) > 1:
+        for method in fake_methods:
+            videos = reals | {v for v, m in evaluation.methods.items() if m == method}
+            no_face = {v: label for v, label in evaluation.no_face.items() if v in videos}
+            scores = subset(evaluation.scores, videos)
+            if len(scores.labels) == 0:
+                continue
+            per_method = evaluation_metrics(scores, aggregation, no_face)
+            metrics.update({f"{method}_{k}": v for k, v in per_method.items() if "video_" in k})
+    return metrics
+
+
+def write_csv(evaluation: Evaluation, aggregation: str, path: Path) -> None:
+    videos = aggregate_videos(evaluation.scores, aggregation)
+    faces = {v: evaluation.scores.video_ids.count(v) for v in videos}
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["video", "label", "method", "fake_probability", "faces", "note"])
+        for video_id, method in sorted(evaluation.methods.items()):
+            label = "real" if method == "real" else "fake"
+            if video_id in evaluation.unreadable:
+                writer.writerow([video_id, label, method, "", 0, evaluation.unreadable[video_id]])
+            elif video_id in evaluation.no_face or video_id not in videos:
+                writer.writerow([video_id, label, method, "", 0, "no_face (counted as 0.5)"])
+            else:
+                probability = videos[video_id][1]
+                writer.writerow(
+                    [video_id, label, method, f"{probability:.6f}", faces[video_id], ""]
+                )
+
+
+def summary_line(metrics: dict[str, float]) -> str:
+    return (
+        f"evaluate: video AUC {_fmt(metrics['video_auc'])}, "
+        f"frame AUC {_fmt(metrics['frame_auc'])}, "
+        f"accuracy {_fmt(metrics['video_accuracy'])}, log loss {_fmt(metrics['video_log_loss'])}, "
+        f"EER {_fmt(metrics['video_eer'])}, videos {int(metrics['videos'])} "
+        f"(no face {int(metrics['videos_no_face'])})"
+    )
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument(
+        "--videos", type=Path, required=True, help="DIR with real/ fake/, or split file"
+    )
+    parser.add_argument("--split-name", default="test", help="which split of a split file")
+    parser.add_argument("--csv", type=Path, default=Path("evaluation.csv"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--experiment", default="deepfake-serve-evaluation")
+    parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
+    add_pipeline_arguments(parser)
+    args = parser.parse_args(argv)
+
+    network, settings = load_checkpoint(args.checkpoint)
+    config = pipeline_config(args)
+    if args.videos.is_dir():
+        evaluation = evaluate_folder(args.videos, network, settings, config)
+    else:
+        evaluation = evaluate_split(
+            args.videos, args.split_name, network, settings, args.batch_size
+        )
+    if len(evaluation.scores.labels) == 0:
+        print("evaluate: no face found in any readable video; nothing to score", file=sys.stderr)
+        return 1
+    metrics = all_metrics(evaluation, config.aggregation)
+    write_csv(evaluation, config.aggregation, args.csv)
+    for name, value in sorted(metrics.items()):
+        print(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
+    for video_id, error in sorted(evaluation.unreadable.items()):
+        print(f"  unreadable {video_id}: {error}")
+    if not args.no_mlflow:
+        params = {
+            "checkpoint": str(args.checkpoint),
+            "checkpoint_sha256": file_sha256(args.checkpoint),
+            "model_version": settings.version,
+            "videos": str(args.videos),
+            "split_name": args.split_name if not args.videos.is_dir() else "",
+            "aggregation": config.aggregation,
+            "interval": config.sampling.interval,
+        }
+        with start_tracked_run(args.experiment, None, params) as run:
+            run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=0)
+            run.log_artifact(args.csv, "evaluation")
+    print(summary_line(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    sys.exit(main())

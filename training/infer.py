@@ -1,0 +1,59 @@
+"""Score a folder of videos with a checkpoint and write one line per video.
+
+    python -m training.infer --video-dir videos/infer --output results.txt [--checkpoint CKPT]
+
+Lines read `<file name> <fake probability> <label>`, `<file name> no_face no_face` when no face
+was found, or `<file name> error: <why>` for a file that is not a readable video; the run goes on
+past errors. Every file in the folder is tried, whatever its name. Same pipeline and aggregation
+as the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.cli import add_pipeline_arguments, pipeline_config
+from model.network import load_checkpoint
+from model.pipeline import NO_FACE
+from training.scoring import VideoOutcome, analyze_files
+from training.train import DEFAULT_CHECKPOINT
+
+
+def result_line(outcome: VideoOutcome) -> str:
+    name = outcome.path.name
+    if outcome.verdict is None:
+        return f"{name} error: {outcome.error}"
+    if outcome.verdict.label == NO_FACE:
+        return f"{name} {NO_FACE} {NO_FACE}"
+    return f"{name} {outcome.verdict.fake_probability:.4f} {outcome.verdict.label}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos/infer"))
+    parser.add_argument("--output", type=Path, default=Path("results.txt"))
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    add_pipeline_arguments(parser)
+    args = parser.parse_args(argv)
+
+    paths = sorted(
+        p for p in args.video_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+    )
+    if not paths:
+        print(f"infer: no files in {args.video_dir}", file=sys.stderr)
+        return 1
+    network, settings = load_checkpoint(args.checkpoint)
+    config = pipeline_config(args)
+    errors = 0
+    with open(args.output, "w") as results:
+        for outcome in analyze_files(paths, network, settings, config):
+            results.write(result_line(outcome) + "\n")
+            errors += outcome.error is not None
+    print(f"infer: wrote {len(paths)} lines to {args.output} ({errors} unreadable)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Self-blended pseudo-fakes from real faces (Shiohara & Yamasaki, "Detecting Deepfakes with
+Self-Blended Images", CVPR 2022), written from the paper's description.
+
+A copy of the face (the source) is perturbed in colour and frequency and shifted by a small
+affine warp, then blended back into the unchanged face (the target) through a soft mask drawn
+from the convex hull of its landmarks, at a random blend ratio. The result carries the traces
+of a face swap (a blending boundary, colour and sharpness mismatch, slight misalignment) with
+no identity change, which teaches a detector what generalises across manipulation methods.
+Every step is a pure function of its inputs and a numpy Generator, so each can be tested alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SelfBlendConfig:
+    blend_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # the paper's choices
+    max_shift: float = 0.03  # affine translation, share of the crop side
+    scale_range: tuple[float, float] = (0.95, 1.05)  # affine scale of the source
+    max_mask_morph: float = 0.04  # erode/dilate the hull by up to this share of the side
+
+
+@dataclass(frozen=True)
+class SelfBlended:
+    image: np.ndarray  # (H, W, 3) uint8: the pseudo-fake
+    mask: np.ndarray  # (H, W) float32 in [0, 1]: how much of the source each pixel took
+
+
+def hull_mask(height: int, width: int, landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) float32, 1 inside the convex hull of the (N, 2) landmarks, else 0."""
+    mask = np.zeros((height, width), np.uint8)
+    hull = cv2.convexHull(np.round(landmarks).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(np.float32)
+
+
+def deform_mask(mask: np.ndarray, rng: np.random.Generator, max_morph: float) -> np.ndarray:
+    """Grow or shrink the mask by a random margin, so the boundary is not always on the hull."""
+    side = max(mask.shape)
+    radius = int(rng.integers(0, max(1, round(max_morph * side)) + 1))
+    if radius == 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    morph = cv2.dilate if rng.random() < 0.5 else cv2.erode
+    return morph(mask, kernel)
+
+
+def soften_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, keep only the fully covered interior, blur again: a smooth edge inside the hull."""
+    if not mask.any():
+        return mask
+    side = max(mask.shape)
+    first = _odd(rng.integers(side // 30, side // 10 + 1))
+    blurred = cv2.GaussianBlur(mask, (first, first), 0)
+    blurred = np.where(blurred >= blurred.max() - 1e-6, 1.0, 0.0).astype(np.float32)
+    second = _odd(rng.integers(side // 20, side // 6 + 1))
+    blurred = cv2.GaussianBlur(blurred, (second, second), 0)
+    peak = blurred.max()
+    return blurred / peak if peak > 0 else blurred
+
+
+def perturb_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift hue, saturation, value and each RGB channel; change brightness and contrast."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-5, 5)) % 180
+    hsv[..., 1] *= rng.uniform(0.85, 1.15)
+    hsv[..., 2] *= rng.uniform(0.85, 1.15)
+    shifted = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    shifted = shifted.astype(np.float32) + rng.uniform(-20, 20, size=3)
+    contrast, brightness = rng.uniform(0.9, 1.1), rng.uniform(-15, 15)
+    mean = shifted.mean()
+    return np.clip((shifted - mean) * contrast + mean + brightness, 0, 255).astype(np.uint8)
+
+
+def perturb_frequency(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Either blur by down- and up-scaling or sharpen with an unsharp mask."""
+    height, width = image.shape[:2]
+    if rng.random() < 0.5:
+        factor = rng.uniform(0.4, 0.8)
+        small = cv2.resize(
+            image, (max(1, round(width * factor)), max(1, round(height * factor))), cv2.INTER_AREA
+        )
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(1.0, 2.5))
+    amount = rng.uniform(0.3, 1.0)
+    return cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+
+
+def random_affine(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float,
+    scale_range: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shift and scale the source and its mask together about the image centre."""
+    height, width = image.shape[:2]
+    scale = rng.uniform(*scale_range)
+    shift_x, shift_y = rng.uniform(-max_shift, max_shift, size=2) * (width, height)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, scale)
+    matrix[:, 2] += (shift_x, shift_y)
+    warped = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    warped_mask = cv2.warpAffine(mask, matrix, (width, height), borderValue=0)
+    return warped, warped_mask
+
+
+def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """mask * source + (1 - mask) * target, per pixel, back to uint8."""
+    weight = mask[..., np.newaxis]
+    mixed = weight * source.astype(np.float32) + (1 - weight) * target.astype(np.float32)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def self_blend(
+    face: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    config: SelfBlendConfig = SelfBlendConfig(),
+) -> SelfBlended:
+    """A pseudo-fake of the (H, W, 3) uint8 face; pixels where `mask` is 0 are untouched."""
+    height, width = face.shape[:2]
+    source = perturb_frequency(perturb_colour(face, rng), rng)
+    mask = deform_mask(hull_mask(height, width, landmarks), rng, config.max_mask_morph)
+    source, mask = random_affine(source, mask, rng, config.max_shift, config.scale_range)
+    mask = soften_mask(mask, rng) * rng.choice(config.blend_ratios)
+    return SelfBlended(blend(source, face, mask), mask.astype(np.float32))
+
+
+def _odd(value: int) -> int:
+    value = max(3, int(value))
+    return value if value % 2 else value + 1

@@ -1,0 +1,333 @@
+"""Train the Xception detector on extracted face crops, tracked in MLflow.
+
+    python -m training.train --split images/split.json [--config train.yaml] [--epochs 3] ...
+
+Settings come from the `TrainConfig` defaults, then a YAML file (`--config`), then flags.
+Every run is logged to MLflow (`MLFLOW_TRACKING_URI`, default `sqlite:///mlflow.db`): params,
+per-epoch losses and validation metrics, the best checkpoint (by validation video AUC) with its
+settings file, ROC and confusion-matrix figures and the split file; the best checkpoint is
+registered as a new version of the model in the MLflow registry. `--resume` continues an
+interrupted run (same MLflow run) from `OUTPUT_DIR/last_state.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model.cpu import autocast, cpu_model, resolve_precision
+from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
+from training.plots import confusion_figure, roc_figure
+from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
+from training.tracking import log_checkpoint_and_register, start_tracked_run
+
+LAST_STATE = "last_state.pt"
+BEST_WEIGHTS = "best.pt"
+DEFAULT_CHECKPOINT = Path("checkpoints") / BEST_WEIGHTS  # what `make archive` packs
+
+
+@dataclass
+class TrainConfig:
+    """Defaults finish on a 2-core CPU; raise epochs and input size for a real dataset."""
+
+    split: str = "images/split.json"
+    image_dir: str | None = None  # default: the split file's image_dir
+    output_dir: str = "checkpoints"
+    name: str = "deepfake-xception"
+    version: str = "0.1.0"
+    input_size: int = 160
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    fake_source: str = "both"  # "videos", "sbi" (real videos only) or "both"
+    max_steps_per_epoch: int | None = None
+    time_budget_s: float | None = None  # stop training (then validate) when exceeded
+    init: str | None = None  # checkpoint to start from (any of this project's format)
+    resume: bool = False
+    seed: int = 0
+    workers: int = 0  # DataLoader processes; 0 decodes in the training process
+    precision: str = "auto"  # "auto": bf16 only where the CPU has it natively
+    aggregation: str = "mean"
+    experiment: str = "deepfake-serve"
+    registered_model: str | None = "deepfake-xception"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action="store_true", default=None)
+        else:
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}
+            parser.add_argument(flag, type=kind.get(field.type, str), default=None)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict = {}
+    if args.config:
+        values.update(yaml.safe_load(args.config.read_text()) or {})
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"train: unknown keys in {args.config}: {unknown}")
+    values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+    config = TrainConfig(**values)
+    if config.fake_source not in FAKE_SOURCES:
+        raise SystemExit(f"train: --fake-source must be one of {FAKE_SOURCES}")
+    return config
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse class frequency, so real and fake count equally in the loss."""
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    if (counts == 0).any():
+        raise SystemExit(f"train: the training set needs real and fake crops, got {counts}")
+    return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
+
+
+def train_one_epoch(
+    network: nn.Module,
+    loader: DataLoader,
+    loss_function: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: str,
+    max_steps: int | None,
+    deadline: float | None,
+    epoch: int,
+) -> dict[str, float]:
+    network.train()
+    total_loss, seen, started = 0.0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, total=_steps(loader, max_steps))
+    for step, (batch, labels, _) in enumerate(bar):
+        if (max_steps is not None and step >= max_steps) or (deadline and time.time() > deadline):
+            break
+        with autocast(precision):
+            logits = network(batch.contiguous(memory_format=torch.channels_last))
+        loss = loss_function(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+    elapsed = time.perf_counter() - started
+    return {
+        "train_loss": total_loss / max(1, seen),
+        "train_images_per_s": seen / elapsed if elapsed else 0.0,
+        "train_images": seen,
+    }
+
+
+def _steps(loader: DataLoader, max_steps: int | None) -> int:
+    return len(loader) if max_steps is None else min(len(loader), max_steps)
+
+
+def validation_items(split: dict, image_dir: str):
+    """Validation crops: the split's real fakes, or self-blended ones where it has none."""
+    has_fakes = any(v["split"] == "val" and v["label"] == "fake" for v in split["videos"])
+    return split_items(split, "val", image_dir, "videos" if has_fakes else "sbi")
+
+
+def no_face_videos(split: dict, split_name: str) -> dict[str, int]:
+    return {
+        v["video_id"]: int(v["label"] == "fake")
+        for v in split["videos"]
+        if v["split"] == split_name and not v["crops"]
+    }
+
+
+def figures(scores: CropScores, aggregation: str, folder: Path) -> list[Path]:
+    videos = video_probabilities(scores, aggregation)
+    video_labels = np.array([label for label, _ in videos.values()])
+    video_probs = np.array([0.5 if p is None else p for _, p in videos.values()])
+    return [
+        roc_figure(
+            {
+                "frames": (scores.labels, scores.probabilities),
+                "videos": (video_labels, video_probs),
+            },
+            folder / "roc.png",
+        ),
+        confusion_figure(
+            video_labels, (video_probs >= 0.5).astype(int), folder / "confusion.png", "videos"
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_from_args(get_args_parser().parse_args(argv))
+    seed_everything(config.seed)
+    split_path = Path(config.split)
+    split = json.loads(split_path.read_text())
+    image_dir = config.image_dir or split["image_dir"]
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    precision = resolve_precision(config.precision)
+
+    settings = ModelSettings(name=config.name, version=config.version, input_size=config.input_size)
+    network = build_model(settings)
+    if config.init:
+        initial, initial_settings = load_checkpoint(Path(config.init))
+        network.load_state_dict(initial.state_dict())
+        settings = dataclasses.replace(
+            settings,
+            mean=initial_settings.mean,
+            std=initial_settings.std,
+            face_crop_scale=initial_settings.face_crop_scale,
+        )
+    network = network.to(memory_format=torch.channels_last)
+
+    train_set = FaceCrops(
+        split_items(split, "train", image_dir, config.fake_source),
+        settings,
+        train=True,
+        seed=config.seed,
+    )
+    val_set = FaceCrops(validation_items(split, image_dir), settings, train=False, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.workers,
+        collate_fn=Collate(settings),
+        drop_last=len(train_set) > config.batch_size,
+    )
+    loss_function = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()))
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    total_steps = max(1, config.epochs * _steps(train_loader, config.max_steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+    state_path = output_dir / LAST_STATE
+    start_epoch, best, run_id = 0, None, None
+    if config.resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, run_id = state["epoch"] + 1, state["run_id"]
+        best = tuple(state["best"]) if state["best"] is not None else None
+        print(f"train: resuming after epoch {state['epoch']} of run {run_id}")
+
+    params = {
+        **dataclasses.asdict(config),
+        "precision_used": precision,
+        "cpu": cpu_model(),
+        "train_crops": len(train_set),
+        "train_fake_crops": int(train_set.labels().sum()),
+        "val_crops": len(val_set),
+        "torch_threads": torch.get_num_threads(),
+    }
+    deadline = time.time() + config.time_budget_s if config.time_budget_s else None
+    with start_tracked_run(config.experiment, run_id, params if run_id is None else None) as run:
+        best_metrics: dict[str, float] = {}
+        for epoch in range(start_epoch, config.epochs):
+            train_set.set_epoch(epoch)
+            started = time.perf_counter()
+            train_stats = train_one_epoch(
+                network,
+                train_loader,
+                loss_function,
+                optimizer,
+                scheduler,
+                precision,
+                config.max_steps_per_epoch,
+                deadline,
+                epoch,
+            )
+            scores = score_crops(network, val_set, config.eval_batch_size, precision)
+            metrics = {
+                **train_stats,
+                **{
+                    f"val_{k}": v
+                    for k, v in evaluation_metrics(
+                        scores, config.aggregation, no_face_videos(split, "val")
+                    ).items()
+                },
+                "lr": scheduler.get_last_lr()[0],
+                "epoch_seconds": time.perf_counter() - started,
+            }
+            run.log_metrics(metrics, step=epoch)
+            candidate = _ranking(metrics)
+            if best is None or candidate > best:
+                best, best_metrics = candidate, metrics
+                save_checkpoint(network, settings, output_dir / BEST_WEIGHTS)
+                _log_figures(run, scores, config.aggregation)
+            torch.save(
+                {
+                    "network": network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "best": list(best),
+                    "run_id": run.run_id,
+                },
+                state_path,
+            )
+            print(
+                f"train: epoch {epoch} loss {metrics['train_loss']:.4f} "
+                f"val video AUC {metrics['val_video_auc']:.3f} "
+                f"frame AUC {metrics['val_frame_auc']:.3f} ({metrics['epoch_seconds']:.0f} s)"
+            )
+            if deadline and time.time() > deadline:
+                print("train: time budget reached")
+                break
+        version = log_checkpoint_and_register(
+            run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
+        )
+        summary = {k: best_metrics.get(k) for k in ("val_video_auc", "val_frame_auc", "val_loss")}
+        print(
+            f"train: best {summary}, checkpoint {output_dir / BEST_WEIGHTS}, "
+            f"MLflow run {run.run_id}" + (f", registered version {version}" if version else "")
+        )
+    return 0
+
+
+def _ranking(metrics: dict[str, float]) -> tuple[float, float]:
+    """Higher is better: validation video AUC, then lower validation loss."""
+    auc = metrics["val_video_auc"]
+    return (-math.inf if math.isnan(auc) else auc, -metrics["val_loss"])
+
+
+def _log_figures(run, scores: CropScores, aggregation: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for path in figures(scores, aggregation, Path(folder)):
+            run.log_artifact(path, "plots")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    sys.exit(main())
