@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLE_DATA ?= ../shared/data
+IMAGES ?= images
+CHECKPOINT ?= checkpoints/best.pt
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo test test-slow lint format clean
+.PHONY: setup check-java demo demo-model mlflow-ui test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -27,8 +30,24 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip check
 	touch $@
 
-demo: setup  ## main job (for now: what the pipeline finds in the sample videos)
-	$(PY) -m model.scan $(SAMPLE_DATA)/videos
+demo: setup $(CHECKPOINT)  ## main job: demo model, then a verdict per sample video
+	$(PY) -m training.infer --video-dir $(SAMPLE_DATA)/videos --output results.txt \
+		--checkpoint $(CHECKPOINT)
+	@cat results.txt
+
+demo-model: setup $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
+
+$(CHECKPOINT):
+	$(PY) -m training.extract_faces --video-dir $(SAMPLE_DATA)/videos --image-dir $(IMAGES) \
+		--interval 4 --workers 2
+	$(PY) -m training.data_dir --image-dir $(IMAGES) --metadata $(SAMPLE_DATA)/labels.csv
+	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/split.json \
+		--output-dir $(dir $(CHECKPOINT))
+	$(PY) -m training.evaluate --checkpoint $(CHECKPOINT) --videos $(IMAGES)/split.json \
+		--split-name test --csv $(dir $(CHECKPOINT))test_scores.csv
+
+mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup lint  ## the whole suite except tests marked slow
 	$(PY) -m pytest -m "not slow"

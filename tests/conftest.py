@@ -61,3 +61,57 @@ def no_face_video(sample_videos: list[SampleVideo]) -> SampleVideo:
 @pytest.fixture(scope="session")
 def one_face_video(sample_videos: list[SampleVideo]) -> SampleVideo:
     return next(video for video in sample_videos if video.name == "a_wolfgang_c1.mp4")
+
+
+# A few sample videos, three identities and a video with no face, for the training tests.
+SMALL_SET = {
+    "real": [
+        "a_wolfgang_c1.mp4",
+        "a_still_grace_hopper.mp4",
+        "a_still_astronaut.mp4",
+        "a_noface_caminandes.mp4",
+    ],
+    "fake": [
+        "a_fs_wolfgang_c1__grace_hopper.mp4",
+        "a_fs_still_grace_hopper__astronaut.mp4",
+        "a_fs_still_astronaut__grace_hopper.mp4",
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def small_video_dir(sample_videos, tmp_path_factory) -> Path:
+    """videos/real and videos/fake with links to a few sample videos (never copies)."""
+    folder = tmp_path_factory.mktemp("videos")
+    for label, names in SMALL_SET.items():
+        (folder / label).mkdir()
+        for name in names:
+            (folder / label / name).symlink_to(SAMPLE_DATA / "videos" / label / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def extracted_images(small_video_dir, tmp_path_factory):
+    """(image dir, outcomes) after training.extract_faces over the small set."""
+    from model.video import SamplingConfig
+    from training.extract_faces import ExtractionConfig, extract_all, video_jobs
+
+    image_dir = tmp_path_factory.mktemp("images")
+    config = ExtractionConfig(sampling=SamplingConfig(interval=20))
+    outcomes = extract_all(video_jobs(small_video_dir, image_dir), config, 1, progress=False)
+    return image_dir, outcomes
+
+
+@pytest.fixture(scope="session")
+def split_file(extracted_images) -> Path:
+    """A split of the small set by identity, from labels.csv."""
+    import json
+
+    from training.data_dir import build_split
+
+    image_dir, _ = extracted_images
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    split = build_split(image_dir, SAMPLE_DATA / "labels.csv", fractions, seed=0)
+    path = image_dir / "split.json"
+    path.write_text(json.dumps(split))
+    return path

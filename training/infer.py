@@ -2,10 +2,11 @@
 
     python -m training.infer --video-dir videos/infer --output results.txt [--checkpoint CKPT]
 
-Lines read `<file name> <fake probability> <label>`, `<file name> no_face no_face` when no face
-was found, or `<file name> error: <why>` for a file that is not a readable video; the run goes on
-past errors. Every file in the folder is tried, whatever its name. Same pipeline and aggregation
-as the server.
+Lines read `<file> <fake probability> <label>`, `<file> no_face no_face` when no face was found,
+or `<file> error: <why>` for a file that is not a readable video; the run goes on past errors.
+Every file under the folder is tried, whatever its name (`<file>` is its path relative to the
+folder; parse lines from the right, names may hold spaces). Same pipeline and aggregation as
+the server.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from training.scoring import VideoOutcome, analyze_files
 from training.train import DEFAULT_CHECKPOINT
 
 
-def result_line(outcome: VideoOutcome) -> str:
-    name = outcome.path.name
+def result_line(outcome: VideoOutcome, video_dir: Path) -> str:
+    name = outcome.path.relative_to(video_dir)
     if outcome.verdict is None:
         return f"{name} error: {outcome.error}"
     if outcome.verdict.label == NO_FACE:
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     paths = sorted(
-        p for p in args.video_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+        path
+        for path in args.video_dir.rglob("*")
+        if path.is_file() and not path.name.startswith(".")
     )
     if not paths:
         print(f"infer: no files in {args.video_dir}", file=sys.stderr)
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = 0
     with open(args.output, "w") as results:
         for outcome in analyze_files(paths, network, settings, config):
-            results.write(result_line(outcome) + "\n")
+            results.write(result_line(outcome, args.video_dir) + "\n")
             errors += outcome.error is not None
     print(f"infer: wrote {len(paths)} lines to {args.output} ({errors} unreadable)")
     return 0

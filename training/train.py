@@ -316,10 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ranking(metrics: dict[str, float]) -> tuple[float, float]:
-    """Higher is better: validation video AUC, then lower validation loss."""
-    auc = metrics["val_video_auc"]
-    return (-math.inf if math.isnan(auc) else auc, -metrics["val_loss"])
+def _ranking(metrics: dict[str, float]) -> tuple[float, float, float]:
+    """Higher is better: validation video AUC; ties (few videos) by frame AUC, then loss."""
+
+    def known(value: float) -> float:
+        return -math.inf if math.isnan(value) else value
+
+    return known(metrics["val_video_auc"]), known(metrics["val_frame_auc"]), -metrics["val_loss"]
 
 
 def _log_figures(run, scores: CropScores, aggregation: str) -> None:

@@ -1,0 +1,88 @@
+"""Self-blended images: each step alone, then the whole recipe."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from training.sbi import (
+    blend,
+    deform_mask,
+    hull_mask,
+    perturb_colour,
+    perturb_frequency,
+    random_affine,
+    self_blend,
+    soften_mask,
+)
+
+
+@pytest.fixture(scope="module")
+def face_and_landmarks(extracted_images):
+    image_dir, _ = extracted_images
+    folder = image_dir / "real" / "a_still_grace_hopper"
+    face = json.loads((folder / "faces.json").read_text())["frames"][0]["faces"][0]
+    image = cv2.cvtColor(cv2.imread(str(folder / face["file"])), cv2.COLOR_BGR2RGB)
+    return image, np.array(face["landmarks"], np.float32)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_self_blend_changes_only_the_masked_region(face_and_landmarks, seed):
+    face, landmarks = face_and_landmarks
+    result = self_blend(face, landmarks, np.random.default_rng(seed))
+    assert result.image.shape == face.shape and result.image.dtype == np.uint8
+    assert result.mask.min() >= 0.0 and result.mask.max() <= 1.0
+    outside = result.mask == 0
+    assert outside.mean() > 0.2  # background and hair stay untouched
+    np.testing.assert_array_equal(result.image[outside], face[outside])
+    inside = result.mask > 0.2
+    assert inside.mean() > 0.1
+    changed = np.abs(result.image.astype(int) - face.astype(int)).sum(axis=2) > 0
+    assert changed[inside].mean() > 0.5
+
+
+def test_hull_mask_covers_the_landmarks(face_and_landmarks):
+    face, landmarks = face_and_landmarks
+    mask = hull_mask(*face.shape[:2], landmarks)
+    xs, ys = np.round(landmarks).astype(int).T
+    assert mask[ys.clip(0, 298), xs.clip(0, 298)].mean() > 0.95
+    assert mask[0, 0] == 0 and set(np.unique(mask)) == {0.0, 1.0}
+
+
+def test_deform_and_soften_keep_the_mask_in_range(face_and_landmarks):
+    face, landmarks = face_and_landmarks
+    mask = hull_mask(*face.shape[:2], landmarks)
+    rng = np.random.default_rng(0)
+    deformed = deform_mask(mask, rng, max_morph=0.05)
+    assert abs(deformed.sum() - mask.sum()) > 0  # grown or shrunk
+    soft = soften_mask(deformed, rng)
+    assert soft.max() == pytest.approx(1.0) and soft.min() == 0.0
+    assert ((soft > 0) & (soft < 1)).any()  # a soft edge
+    assert not soften_mask(np.zeros_like(mask), rng).any()
+
+
+def test_perturbations_change_the_picture_not_its_shape(face_and_landmarks):
+    face, _ = face_and_landmarks
+    rng = np.random.default_rng(1)
+    for perturbed in (perturb_colour(face, rng), perturb_frequency(face, rng)):
+        assert perturbed.shape == face.shape and perturbed.dtype == np.uint8
+        assert np.abs(perturbed.astype(int) - face.astype(int)).mean() > 1
+
+
+def test_affine_moves_image_and_mask_together(face_and_landmarks):
+    face, landmarks = face_and_landmarks
+    mask = hull_mask(*face.shape[:2], landmarks)
+    warped, warped_mask = random_affine(face, mask, np.random.default_rng(2), 0.05, (1.0, 1.0))
+    assert warped.shape == face.shape and warped_mask.shape == mask.shape
+    shift = np.array(np.nonzero(warped_mask)).mean(axis=1) - np.array(np.nonzero(mask)).mean(axis=1)
+    assert np.abs(shift).max() > 0.5
+
+
+def test_blend_weights_source_by_mask():
+    source = np.full((4, 4, 3), 200, np.uint8)
+    target = np.full((4, 4, 3), 100, np.uint8)
+    mask = np.array([[0, 0.25, 0.5, 1.0]] * 4, np.float32)
+    assert blend(source, target, mask)[0, :, 0].tolist() == [100, 125, 150, 200]
