@@ -105,13 +105,11 @@ def extracted_images(small_video_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def split_file(extracted_images) -> Path:
     """A split of the small set by identity, from labels.csv."""
-    import json
-
-    from training.data_dir import build_split
+    from training.data_dir import build_split, write_split
 
     image_dir, _ = extracted_images
     fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
     split = build_split(image_dir, SAMPLE_DATA / "labels.csv", fractions, seed=0)
     path = image_dir / "split.json"
-    path.write_text(json.dumps(split))
+    write_split(split, path)
     return path

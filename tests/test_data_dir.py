@@ -65,3 +65,12 @@ def test_command_line_writes_the_split_file(extracted_images, tmp_path, capsys):
     assert main(["--image_dir", str(image_dir), "--output", str(output), "--seed", "1"]) == 0
     assert json.loads(output.read_text())["seed"] == 1
     assert "train:" in capsys.readouterr().out
+
+
+def test_split_file_finds_its_images_from_any_folder(split_file, extracted_images, monkeypatch):
+    from training.data_dir import load_split
+
+    image_dir, _ = extracted_images
+    assert json.loads(split_file.read_text())["image_dir"] == "."  # relative to the split file
+    monkeypatch.chdir("/")
+    assert load_split(split_file)["image_dir"] == str(image_dir.resolve())

@@ -103,3 +103,22 @@ def test_infer_writes_one_line_per_file(checkpoint, small_video_dir, tmp_path):
     assert name == "7.mp4" and label in ("fake", "real") and 0 <= float(probability) <= 1
     assert lines[1] == "no face here.mp4 no_face no_face"
     assert lines[2].startswith("notes.txt error: not a video file")
+
+
+def test_sub_folders_of_fake_are_reported_per_method(checkpoint, small_video_dir, tmp_path, capsys):
+    layout = {
+        "real/a.mp4": "real/a_wolfgang_c1.mp4",
+        "real/b.mp4": "real/a_still_grace_hopper.mp4",
+        "fake/FaceSwap/c.mp4": "fake/a_fs_wolfgang_c1__grace_hopper.mp4",
+        "fake/Other/d.mp4": "fake/a_fs_still_grace_hopper__astronaut.mp4",
+    }
+    for link, target in layout.items():
+        (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / link).symlink_to(small_video_dir / target)
+    arguments = ["--checkpoint", str(checkpoint), "--videos", str(tmp_path), "--no-mlflow"]
+    assert evaluate.main([*arguments, "--csv", str(tmp_path / "s.csv"), "--interval", "50"]) == 0
+    output = capsys.readouterr().out
+    assert "FaceSwap_video_auc:" in output and "Other_video_auc:" in output
+    with open(tmp_path / "s.csv", newline="") as file:
+        methods = {row["video"]: row["method"] for row in csv.DictReader(file)}
+    assert methods["fake/FaceSwap/c.mp4"] == "FaceSwap" and methods["real/a.mp4"] == "real"

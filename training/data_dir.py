@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import sys
 from collections import Counter, defaultdict
@@ -157,6 +158,21 @@ def build_split(
     }
 
 
+def write_split(split: dict, path: Path) -> None:
+    """Save with `image_dir` relative to the split file, so the pair can move together."""
+    portable = dict(split, image_dir=os.path.relpath(Path(split["image_dir"]), path.parent))
+    path.write_text(json.dumps(portable, indent=1))
+
+
+def load_split(path: Path) -> dict:
+    """Read a split file; its `image_dir` comes back as a path usable from any folder."""
+    split = json.loads(Path(path).read_text())
+    if split.get("format") != SPLIT_FORMAT:
+        raise SystemExit(f"{path} is not a split file of format {SPLIT_FORMAT}")
+    split["image_dir"] = str((Path(path).parent / split["image_dir"]).resolve())
+    return split
+
+
 def _landmarks(face: dict) -> dict:
     return {"landmarks": face["landmarks"]} if "landmarks" in face else {}
 
@@ -188,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     fractions = {"train": 1.0 - args.val - args.test, "val": args.val, "test": args.test}
     split = build_split(args.image_dir, args.metadata, fractions, args.seed)
     output = args.output or args.image_dir / "split.json"
-    output.write_text(json.dumps(split, indent=1))
+    write_split(split, output)
     print(f"data_dir: wrote {output}\n{describe(split)}")
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -27,6 +26,7 @@ from model.cli import add_pipeline_arguments, pipeline_config
 from model.network import ModelSettings, file_sha256, load_checkpoint
 from model.pipeline import PipelineConfig
 from model.video import find_videos
+from training.data_dir import load_split
 from training.dataset import FAKE, REAL, FaceCrops, split_items
 from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
 from training.scoring import video_probabilities as aggregate_videos
@@ -85,7 +85,7 @@ def evaluate_folder(
 def evaluate_split(
     split_file: Path, split_name: str, network, settings: ModelSettings, batch_size: int
 ) -> Evaluation:
-    split = json.loads(split_file.read_text())
+    split = load_split(split_file)
     items = split_items(split, split_name, split["image_dir"], fake_source="videos")
     scores = score_crops(network, FaceCrops(items, settings, train=False), batch_size, "fp32")
     methods, no_face = {}, {}

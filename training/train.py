@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import random
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from model.cpu import autocast, cpu_model, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
 from training.plots import confusion_figure, roc_figure
 from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(get_args_parser().parse_args(argv))
     seed_everything(config.seed)
     split_path = Path(config.split)
-    split = json.loads(split_path.read_text())
+    split = load_split(split_path)
     image_dir = config.image_dir or split["image_dir"]
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
