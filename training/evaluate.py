@@ -17,6 +17,7 @@ import csv
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def all_metrics(evaluation: Evaluation, aggregation: str) -> dict[str, float]:
 
 def write_csv(evaluation: Evaluation, aggregation: str, path: Path) -> None:
     videos = aggregate_videos(evaluation.scores, aggregation)
-    faces = {v: evaluation.scores.video_ids.count(v) for v in videos}
+    faces = Counter(evaluation.scores.video_ids)
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["video", "label", "method", "fake_probability", "faces", "note"])

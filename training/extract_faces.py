@@ -52,7 +52,7 @@ class VideoJob:
 
 
 @dataclass(frozen=True)
-class VideoOutcome:
+class ExtractionOutcome:
     video_id: str
     label: str
     frames: int = 0
@@ -80,17 +80,17 @@ def _tools(detector_config: DetectorConfig, landmarks: bool):
     return make_detector(detector_config), (LandmarkPredictor() if landmarks else None)
 
 
-def extract_video(job: VideoJob, config: ExtractionConfig) -> VideoOutcome:
+def extract_video(job: VideoJob, config: ExtractionConfig) -> ExtractionOutcome:
     """Write one video's crops and faces.json; written to a temporary folder, then renamed."""
     if (job.output_dir / FACES_FILE).is_file():
-        return VideoOutcome(job.video_id, job.label, skipped=True)
+        return ExtractionOutcome(job.video_id, job.label, skipped=True)
     detector, landmark_predictor = _tools(config.detector, config.landmarks)
     try:
         record = _extract(job, config, detector, landmark_predictor)
     except DeepfakeServeError as error:
-        return VideoOutcome(job.video_id, job.label, error=str(error))
+        return ExtractionOutcome(job.video_id, job.label, error=str(error))
     faces = sum(len(frame["faces"]) for frame in record["frames"])
-    return VideoOutcome(job.video_id, job.label, frames=len(record["frames"]), faces=faces)
+    return ExtractionOutcome(job.video_id, job.label, frames=len(record["frames"]), faces=faces)
 
 
 def _extract(
@@ -141,7 +141,7 @@ def _extract(
 
 def extract_all(
     jobs: list[VideoJob], config: ExtractionConfig, workers: int, progress: bool = True
-) -> list[VideoOutcome]:
+) -> list[ExtractionOutcome]:
     """Run every job, `workers` videos at a time, with a progress bar."""
     bar = tqdm(total=len(jobs), unit="video", disable=not progress, desc="extract faces")
     outcomes = []
@@ -158,7 +158,7 @@ def extract_all(
     return outcomes
 
 
-def summary(outcomes: list[VideoOutcome]) -> str:
+def summary(outcomes: list[ExtractionOutcome]) -> str:
     done = [o for o in outcomes if not o.skipped and o.error is None]
     lines = [
         f"extract_faces: {len(outcomes)} videos ({len(done)} extracted, "

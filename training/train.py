@@ -34,6 +34,7 @@ from model.cpu import autocast, cpu_model, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
+from training.metrics import NO_FACE_SCORE
 from training.plots import confusion_figure, roc_figure
 from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
 from training.tracking import log_checkpoint_and_register, start_tracked_run
@@ -169,7 +170,7 @@ def no_face_videos(split: dict, split_name: str) -> dict[str, int]:
 def figures(scores: CropScores, aggregation: str, folder: Path) -> list[Path]:
     videos = video_probabilities(scores, aggregation)
     video_labels = np.array([label for label, _ in videos.values()])
-    video_probs = np.array([0.5 if p is None else p for _, p in videos.values()])
+    video_probs = np.array([NO_FACE_SCORE if p is None else p for _, p in videos.values()])
     return [
         roc_figure(
             {
