@@ -6,9 +6,12 @@ PY := $(VENV)/bin/python
 SAMPLE_DATA ?= ../shared/data
 IMAGES ?= images
 CHECKPOINT ?= checkpoints/best.pt
+MODEL_STORE ?= model_store
+MAR := $(MODEL_STORE)/deepfake.mar
+TORCHSERVE := $(VENV)/bin/torchserve
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo demo-model mlflow-ui test test-slow lint format clean
+.PHONY: setup check-java demo demo-model archive serve stop mlflow-ui test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -30,10 +33,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip check
 	touch $@
 
-demo: setup $(CHECKPOINT)  ## main job: demo model, then a verdict per sample video
-	$(PY) -m training.infer --video-dir $(SAMPLE_DATA)/videos --output results.txt \
-		--checkpoint $(CHECKPOINT)
-	@cat results.txt
+demo: serve  ## main job: demo model, archive, TorchServe, a verdict per sample video
+	$(PY) -m handler.client $(SAMPLE_DATA)/videos --output results.txt --sheet results.png
+	@echo "TorchServe is still running (key in key_file.json); 'make stop' stops it."
 
 demo-model: setup $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
 
@@ -45,6 +47,21 @@ $(CHECKPOINT):
 		--output-dir $(dir $(CHECKPOINT))
 	$(PY) -m training.evaluate --checkpoint $(CHECKPOINT) --videos $(IMAGES)/split.json \
 		--split-name test --csv $(dir $(CHECKPOINT))test_scores.csv
+
+archive: setup $(MAR)  ## pack checkpoint + model/ + handler into $(MAR)
+
+$(MAR): $(CHECKPOINT) $(wildcard model/*.py handler/*.py) handler/model-config.yaml
+	$(PY) -m handler.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE)
+
+serve: archive  ## (re)start TorchServe with $(MAR) and wait until its worker is READY
+	@$(TORCHSERVE) --stop --foreground >/dev/null 2>&1 || true
+	@mkdir -p logs
+	$(TORCHSERVE) --start --ncs --ts-config config.properties --model-store $(MODEL_STORE) \
+		> logs/torchserve.out 2>&1
+	$(PY) -m handler.client --wait
+
+stop:  ## stop TorchServe
+	$(TORCHSERVE) --stop --foreground
 
 mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

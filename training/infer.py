@@ -17,18 +17,16 @@ from pathlib import Path
 
 from model.cli import add_pipeline_arguments, pipeline_config
 from model.network import load_checkpoint
-from model.pipeline import NO_FACE
+from model.report import result_line
 from training.scoring import VideoOutcome, analyze_files
 from training.train import DEFAULT_CHECKPOINT
 
 
-def result_line(outcome: VideoOutcome, video_dir: Path) -> str:
-    name = outcome.path.relative_to(video_dir)
+def outcome_line(outcome: VideoOutcome, video_dir: Path) -> str:
+    name = str(outcome.path.relative_to(video_dir))
     if outcome.verdict is None:
-        return f"{name} error: {outcome.error}"
-    if outcome.verdict.label == NO_FACE:
-        return f"{name} {NO_FACE} {NO_FACE}"
-    return f"{name} {outcome.verdict.fake_probability:.4f} {outcome.verdict.label}"
+        return result_line(name, None, None, outcome.error or "")
+    return result_line(name, outcome.verdict.label, outcome.verdict.fake_probability)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = 0
     with open(args.output, "w") as results:
         for outcome in analyze_files(paths, network, settings, config):
-            results.write(result_line(outcome, args.video_dir) + "\n")
+            results.write(outcome_line(outcome, args.video_dir) + "\n")
             errors += outcome.error is not None
     print(f"infer: wrote {len(paths)} lines to {args.output} ({errors} unreadable)")
     return 0

@@ -1,0 +1,117 @@
+"""Pack a checkpoint, the model/ code, the handler and its config into a TorchServe .mar.
+
+    python -m handler.archive --checkpoint checkpoints/best.pt [--model-store model_store]
+
+The archive holds `checkpoint.pt` + `checkpoint.json` (the checkpoint format of
+model/network.py), `archive.json` (the weights' sha256, the settings, the git commit), the
+`model` and `handler` packages and `model-config.yaml`. Its version is the checkpoint's
+settings version. `<name>.mar.sha256` is written beside it (`sha256sum -c` format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from handler.options import ServingConfig
+from model.network import file_sha256, load_checkpoint, settings_path
+
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = REPO / "handler" / "deepfake_handler.py"
+DEFAULT_CONFIG = REPO / "handler" / "model-config.yaml"
+PACKAGES = ("model", "handler")  # imported by the handler inside the worker
+WEIGHTS_NAME = "checkpoint.pt"
+ARCHIVE_INFO = "archive.json"  # read by the handler at start
+
+
+def build_archive(
+    checkpoint: Path,
+    model_store: Path,
+    name: str = "deepfake",
+    config_file: Path = DEFAULT_CONFIG,
+    file_name: str | None = None,
+) -> Path:
+    """Write `model_store/<file_name>.mar` (default: `<name>.mar`; one already there is replaced
+    in one rename, so a running server never sees half a file) and its .sha256; return it."""
+    _, settings = load_checkpoint(checkpoint)  # refuse a checkpoint the handler could not load
+    ServingConfig.from_yaml(yaml.safe_load(config_file.read_text()))  # and a bad config
+    model_store.mkdir(parents=True, exist_ok=True)
+    # Staged inside the store so the final rename stays on one file system (atomic).
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=model_store) as staging_dir:
+        staging = Path(staging_dir)
+        weights = staging / WEIGHTS_NAME
+        shutil.copyfile(checkpoint, weights)
+        shutil.copyfile(settings_path(checkpoint), settings_path(weights))
+        info = {
+            "name": name,
+            "checkpoint_sha256": file_sha256(weights),
+            "checkpoint_source": str(checkpoint),
+            "settings": asdict(settings),
+            "git_commit": _git_commit(),
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / ARCHIVE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        code = staging / "code"  # the archiver copies a folder's contents to the archive root
+        for package in PACKAGES:
+            (code / package).mkdir(parents=True)
+            for source in sorted((REPO / package).glob("*.py")):
+                shutil.copyfile(source, code / package / source.name)
+        extra = [settings_path(weights), staging / ARCHIVE_INFO, code]
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "torch-model-archiver"),
+                "--model-name", name,
+                "--version", settings.version,
+                "--serialized-file", str(weights),
+                "--handler", str(HANDLER),
+                "--extra-files", ",".join(str(path) for path in extra),
+                "--config-file", str(config_file),
+                "--export-path", str(staging),
+            ],
+            check=True,
+        )  # fmt: skip
+        archive = model_store / f"{file_name or name}.mar"
+        os.replace(staging / f"{name}.mar", archive)
+    Path(f"{archive}.sha256").write_text(f"{file_sha256(archive)}  {archive.name}\n")
+    return archive
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return result.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/best.pt"))
+    parser.add_argument("--model-store", type=Path, default=Path("model_store"))
+    parser.add_argument("--name", default="deepfake")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--file-name", help="archive file name without .mar (default: --name), e.g. deepfake-v2"
+    )
+    args = parser.parse_args(argv)
+    archive = build_archive(
+        args.checkpoint, args.model_store, args.name, args.config, args.file_name
+    )
+    print(f"archive: {archive} sha256 {file_sha256(archive)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

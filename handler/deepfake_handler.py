@@ -1,0 +1,243 @@
+"""TorchServe handler: video bytes in, the verdict JSON of model/report.py out.
+
+A thin adapter over model/: it loads the archived checkpoint, reads the `deepfake:` block of the
+model config, and per batch of requests runs extraction per video, then one classification
+pass over every face of the batch. A bad request gets its own 4xx JSON; the others in the batch
+are answered normally and the worker lives on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from ts.metrics.dimension import Dimension
+from ts.torch_handler.base_handler import BaseHandler
+
+from handler.archive import ARCHIVE_INFO
+from handler.options import RequestError, ServingConfig, request_options, video_bytes
+from model.cpu import autocast, cpu_model, resolve_precision
+from model.errors import CheckpointError, VideoInputError
+from model.explain import grad_cam, overlay
+from model.faces import make_detector
+from model.network import file_sha256, load_checkpoint
+from model.pipeline import classify_crops, extract_faces, verdict_from_probabilities
+from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
+
+logger = logging.getLogger(__name__)
+
+
+class DeepfakeHandler(BaseHandler):
+    def initialize(self, context: Any) -> None:
+        properties = context.system_properties
+        model_dir = Path(properties["model_dir"])
+        weights = model_dir / context.manifest["model"]["serializedFile"]
+        self.config = ServingConfig.from_yaml(context.model_yaml_config)
+        self.network, self.settings = load_checkpoint(weights)
+        sha256 = file_sha256(weights)
+        archived = json.loads((model_dir / ARCHIVE_INFO).read_text())
+        if archived["checkpoint_sha256"] != sha256:
+            raise CheckpointError(
+                f"{weights.name} has sha256 {sha256}, the archive recorded "
+                f"{archived['checkpoint_sha256']}: the .mar is damaged; rebuild it"
+            )
+        self.precision = resolve_precision(self.config.precision)
+        self.detector = make_detector(self.config.pipeline.detector)
+        self.model_name = context.model_name
+        self.model_info = ModelInfo(
+            name=self.settings.name,
+            version=self.settings.version,
+            checkpoint_sha256=sha256,
+            input_size=self.settings.input_size,
+            precision=self.precision,
+            detector=self.detector.name,
+        )
+        self._threads = 0
+        self._share_cores()
+        self._warm_up()
+        self.initialized = True
+        logger.info(
+            "deepfake: %s %s ready on %s: precision %s, sha256 %s",
+            self.settings.name,
+            self.settings.version,
+            cpu_model(),
+            self.precision,
+            sha256[:12],
+        )
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
+        """One JSON string per request, in order; statuses set per request on `context`."""
+        self._share_cores()
+        responses: list[str | None] = [None] * len(data)
+        jobs = []
+        for idx, row in enumerate(data):
+            context.set_response_content_type(idx, "application/json")
+            try:
+                video = video_bytes(row)
+                options = request_options(row, context.get_all_request_header(idx), self.config)
+                explain = context.get_request_header(idx, "explain") == "True"
+                faces = extract_faces(
+                    bytes(video), options.pipeline.sampling, self.detector, self.settings
+                )
+            except RequestError as error:
+                responses[idx] = self._error(context, idx, error.status, error.error, error.message)
+                continue
+            except VideoInputError as error:
+                responses[idx] = self._error(context, idx, 400, "invalid_video", str(error))
+                continue
+            except Exception:  # a bug or an input we did not foresee: this request only
+                logger.exception("deepfake: request %s failed", context.get_request_id(idx))
+                responses[idx] = self._internal_error(context, idx)
+                continue
+            jobs.append((idx, options, explain, faces))
+
+        probabilities, classify_ms = self._classify_all([faces for *_, faces in jobs])
+        for (idx, options, explain, faces), face_probabilities in zip(
+            jobs, probabilities, strict=True
+        ):
+            try:
+                verdict = verdict_from_probabilities(faces, face_probabilities, options.pipeline)
+                verdict.timing_ms["classify"] = (
+                    classify_ms
+                    * len(faces.face_crops)
+                    / max(1, sum(len(f.face_crops) for *_, f in jobs))
+                )
+                report = verdict_report(
+                    verdict, options.pipeline, self.model_info, options.include_crops
+                )
+                if explain:
+                    report["explanations"] = self._explanations(
+                        verdict.faces, face_probabilities, options.explain_faces
+                    )
+                self._record_metrics(context, idx, report)
+                responses[idx] = json.dumps(report)
+                logger.info(
+                    "deepfake: scored request %s: %d frames, %d faces, %s",
+                    context.get_request_id(idx),
+                    report["frames_analyzed"],
+                    report["faces_found"],
+                    report["label"],
+                )
+            except Exception:
+                logger.exception("deepfake: request %s failed", context.get_request_id(idx))
+                responses[idx] = self._internal_error(context, idx)
+        return responses
+
+    def _classify_all(self, videos: list[Any]) -> tuple[list[np.ndarray], float]:
+        """Per video, its faces' fake probabilities, from as few forward passes as the batch
+        size allows over all faces of all videos; and the time that took."""
+        crops = [crop for video in videos for crop in video.face_crops]
+        started = time.perf_counter()
+        with autocast(self.precision):
+            flat = classify_crops(
+                self.network, self.settings, crops, self.config.pipeline.batch_size
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        split_at = np.cumsum([len(video.face_crops) for video in videos])[:-1]
+        return np.split(flat, split_at) if videos else [], elapsed_ms
+
+    def _explanations(
+        self, faces: Any, probabilities: np.ndarray, count: int
+    ) -> list[dict[str, Any]]:
+        """Grad-CAM of the `count` most suspicious faces, most suspicious first."""
+        located = [(frame, face) for frame in faces.frames for face in frame.faces]
+        chosen = np.argsort(-probabilities, kind="stable")[:count]
+        heatmaps = grad_cam(self.network, self.settings, [located[i][1].crop for i in chosen])
+        explanations = []
+        for position, heatmap in zip(chosen, heatmaps, strict=True):
+            frame, face = located[position]
+            explanations.append(
+                {
+                    "frame_index": frame.frame_index,
+                    "timestamp_s": round(frame.timestamp_s, 4),
+                    "box": face.box.as_list(),
+                    "fake_probability": round(float(probabilities[position]), 6),
+                    "method": "grad-cam",
+                    "crop_png": encode_image_base64(face.crop, ".png"),
+                    "heatmap_png": encode_image_base64(
+                        np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8), ".png"
+                    ),
+                    "overlay_png": encode_image_base64(overlay(face.crop, heatmap), ".png"),
+                }
+            )
+        return explanations
+
+    def _record_metrics(self, context: Any, idx: int, report: dict[str, Any]) -> None:
+        metrics = context.metrics
+        request_id = context.get_request_id(idx)
+        for name, value in (
+            ("DeepfakeFramesDecoded", report["frames_analyzed"]),
+            ("DeepfakeFacesFound", report["faces_found"]),
+            ("DeepfakeNoFaceVideos", int(report["label"] == "no_face")),
+            ("DeepfakeFakeVerdicts", int(report["label"] == "fake")),
+        ):
+            metrics.add_counter(name, value, request_id, self._dimensions())
+        for stage, milliseconds in report["timing_ms"].items():
+            metrics.add_time(
+                f"Deepfake{stage.capitalize()}Time",
+                milliseconds,
+                request_id,
+                "ms",
+                self._dimensions(),
+            )
+
+    def _dimensions(self) -> list[Dimension]:
+        # A fresh list each call: TorchServe's metric methods append to the list they are given.
+        return [Dimension("ModelName", self.model_name), Dimension("Level", "Model")]
+
+    def _error(self, context: Any, idx: int, status: int, error: str, message: str) -> str:
+        context.set_response_status(status, error, idx)
+        context.metrics.add_counter(
+            "DeepfakeRequestErrors", 1, context.get_request_id(idx), self._dimensions()
+        )
+        return json.dumps(error_report(status, error, message))
+
+    def _internal_error(self, context: Any, idx: int) -> str:
+        return self._error(
+            context,
+            idx,
+            500,
+            "internal_error",
+            "the server failed on this video; the worker logged the details",
+        )
+
+    def _share_cores(self) -> None:
+        """Give torch this worker's share of the cores, so N workers do not oversubscribe them;
+        re-checked per batch because operators scale workers while the server runs."""
+        wanted = self.config.torch_threads or max(1, _usable_cores() // _running_workers())
+        if wanted != self._threads:
+            torch.set_num_threads(wanted)
+            self._threads = wanted
+            logger.info("deepfake: torch threads %d (%d usable cores)", wanted, _usable_cores())
+
+    def _warm_up(self) -> None:
+        """One forward pass at start, so the first user request does not pay for allocations."""
+        size = self.settings.input_size
+        blank = [np.zeros((size, size, 3), dtype=np.uint8)]
+        with autocast(self.precision):
+            classify_crops(self.network, self.settings, blank, 1)
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _running_workers() -> int:
+    """TorchServe's Python workers for all models: children of the frontend with our command."""
+    try:
+        frontend = psutil.Process().parent()
+        workers = [
+            child
+            for child in frontend.children()
+            if "model_service_worker" in " ".join(child.cmdline())
+        ]
+    except psutil.Error:
+        return 1
+    return max(1, len(workers))

@@ -1,0 +1,215 @@
+"""What a request may ask for and what the server allows: the `deepfake:` block of the model
+config YAML (ServingConfig) and the per-request options, read from `X-Deepfake-*` headers or
+multipart text fields (TorchServe 0.12 does not pass a POST's query string to the handler).
+
+Pure Python, no TorchServe: the handler calls these and maps `RequestError` to its status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.aggregation import AGGREGATIONS
+from model.faces import DetectorConfig
+from model.pipeline import PipelineConfig
+from model.video import SamplingConfig
+
+# Where TorchServe puts the upload: the raw body, or the multipart form field named "data".
+VIDEO_FIELDS = ("body", "data")
+# Request options: a header (`X-Deepfake-Frames: 8`) or a multipart text field (`-F frames=8`).
+OPTION_HEADER_PREFIX = "x-deepfake-"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+class RequestError(Exception):
+    """A request the server will not run; `status` is the HTTP status, `error` a short kind."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The server's pipeline defaults and the limits on what one request may ask for."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    precision: str = "auto"  # "auto" (bf16 only on CPUs with native bf16), "fp32" or "bf16"
+    torch_threads: int | None = None  # None: cores shared evenly among the running workers
+    explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
+    max_explain_faces: int = 8
+    max_interval: int = 1000
+
+    @classmethod
+    def from_yaml(cls, model_yaml: Mapping[str, Any] | None) -> ServingConfig:
+        """Read the `deepfake:` block of the model config; missing keys keep their defaults."""
+        block = dict((model_yaml or {}).get("deepfake") or {})
+        defaults = PipelineConfig()
+        sampling = SamplingConfig(
+            interval=int(block.pop("interval", defaults.sampling.interval)),
+            num_frames=_optional_int(block.pop("num_frames", None)),
+            max_frames=int(block.pop("max_frames", defaults.sampling.max_frames)),
+        )
+        detector = DetectorConfig(
+            detect_width=int(block.pop("detect_width", defaults.detector.detect_width)),
+            upsample=int(block.pop("upsample", defaults.detector.upsample)),
+            max_faces=int(block.pop("max_faces", defaults.detector.max_faces)),
+        )
+        pipeline = PipelineConfig(
+            sampling=sampling,
+            detector=detector,
+            aggregation=str(block.pop("aggregation", defaults.aggregation)),
+            threshold=float(block.pop("threshold", defaults.threshold)),
+            batch_size=int(block.pop("batch_size", defaults.batch_size)),
+        )
+        threads = block.pop("torch_threads", "auto")
+        config = cls(
+            pipeline=pipeline,
+            precision=str(block.pop("precision", cls.precision)),
+            torch_threads=None if threads in (None, "auto") else int(threads),
+            explain_faces=int(block.pop("explain_faces", cls.explain_faces)),
+            max_explain_faces=int(block.pop("max_explain_faces", cls.max_explain_faces)),
+            max_interval=int(block.pop("max_interval", cls.max_interval)),
+        )
+        if block:
+            raise ValueError(f"unknown keys in the model config's deepfake block: {sorted(block)}")
+        return config
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """One request's pipeline settings after validation against the server's limits."""
+
+    pipeline: PipelineConfig
+    include_crops: bool
+    explain_faces: int
+
+
+OPTION_HELP = {
+    "frames": "analyse N evenly spaced frames (1..max_frames)",
+    "interval": "analyse every N-th frame (1..max_interval)",
+    "aggregation": f"per-video rule, one of {sorted(AGGREGATIONS)}",
+    "crops": "true to include each face crop as base64 JPEG",
+    "explain_faces": "faces to explain on /explanations (1..max_explain_faces)",
+}
+
+
+def request_options(
+    values: Mapping[str, str], headers: Mapping[str, str], config: ServingConfig
+) -> RequestOptions:
+    """Validate the options a request sent (multipart text fields in `values`, `X-Deepfake-*`
+    in `headers`; a field wins over a header) against the server's limits."""
+    asked = {
+        name.lower()[len(OPTION_HEADER_PREFIX) :].replace("-", "_"): value
+        for name, value in headers.items()
+        if isinstance(name, str) and name.lower().startswith(OPTION_HEADER_PREFIX)
+    }
+    asked.update({name: value for name, value in values.items() if name not in VIDEO_FIELDS})
+    unknown = sorted(set(asked) - set(OPTION_HELP))
+    if unknown:
+        known = "; ".join(f"{name}: {help}" for name, help in OPTION_HELP.items())
+        raise RequestError(400, "unknown_option", f"unknown option(s) {unknown}; known: {known}")
+    text = {name: _as_text(name, value) for name, value in asked.items()}
+
+    defaults = config.pipeline
+    sampling = defaults.sampling
+    if "frames" in text and "interval" in text:
+        raise RequestError(400, "invalid_option", "ask for frames or interval, not both")
+    if "frames" in text:
+        frames = _bounded_int(text, "frames", 1, sampling.max_frames)
+        sampling = dataclasses.replace(sampling, num_frames=frames)
+    if "interval" in text:
+        interval = _bounded_int(text, "interval", 1, config.max_interval)
+        sampling = dataclasses.replace(sampling, interval=interval, num_frames=None)
+    aggregation = text.get("aggregation", defaults.aggregation)
+    if aggregation not in AGGREGATIONS:
+        raise RequestError(
+            400,
+            "invalid_option",
+            f"aggregation {aggregation!r} is not one of {sorted(AGGREGATIONS)}",
+        )
+    explain_faces = config.explain_faces
+    if "explain_faces" in text:
+        explain_faces = _bounded_int(text, "explain_faces", 1, config.max_explain_faces)
+    return RequestOptions(
+        pipeline=dataclasses.replace(defaults, sampling=sampling, aggregation=aggregation),
+        include_crops=_flag(text, "crops"),
+        explain_faces=explain_faces,
+    )
+
+
+def video_bytes(values: Mapping[str, Any]) -> bytes | bytearray:
+    """The uploaded video from TorchServe's request row, or a RequestError saying how to send it."""
+    for name in VIDEO_FIELDS:
+        value = values.get(name)
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                "the body was sent as JSON; send the video file itself "
+                "(Content-Type: application/octet-stream, or multipart field 'data')",
+            )
+        if isinstance(value, str):
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                "the body was sent as text; send the video file's bytes "
+                "(Content-Type: application/octet-stream, or multipart field 'data')",
+            )
+        if len(value) == 0:
+            raise RequestError(400, "empty_body", "the uploaded video is empty (0 bytes)")
+        return value
+    fields = sorted(name for name in values if name not in OPTION_HELP)
+    named = f"; got field(s) {fields}" if fields else ""
+    raise RequestError(
+        400,
+        "missing_video",
+        "no video in the request: send it as the raw body (curl -T video.mp4 URL) or as "
+        f"multipart field 'data' (curl -F data=@video.mp4 URL){named}",
+    )
+
+
+def _as_text(name: str, value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RequestError(400, "invalid_option", f"option {name} is not text") from error
+    if not isinstance(value, str) or len(value) > 64:
+        raise RequestError(400, "invalid_option", f"option {name} must be a short text value")
+    return value.strip()
+
+
+def _bounded_int(text: Mapping[str, str], name: str, low: int, high: int) -> int:
+    try:
+        number = int(text[name])
+    except ValueError as error:
+        raise RequestError(
+            400, "invalid_option", f"{name} must be a whole number, got {text[name]!r}"
+        ) from error
+    if not low <= number <= high:
+        raise RequestError(
+            400, "invalid_option", f"{name} must lie in {low}..{high} on this server, got {number}"
+        )
+    return number
+
+
+def _flag(text: Mapping[str, str], name: str) -> bool:
+    value = text.get(name, "false").lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise RequestError(400, "invalid_option", f"{name} must be true or false, got {value!r}")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,340 @@
+"""The TorchServe bundle end to end: `handler.archive` builds a .mar from a checkpoint made here,
+a real TorchServe serves it on free loopback ports, and the client and raw HTTP talk to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from handler import client as client_cli
+from handler.archive import ARCHIVE_INFO, build_archive
+from handler.client import DeepfakeClient, ServerError, read_keys
+from model.faces import make_detector
+from model.network import ModelSettings, build_model, file_sha256, load_checkpoint, save_checkpoint
+from model.pipeline import PipelineConfig, analyze_video
+from model.report import SCHEMA_VERSION, decode_image_base64
+from tests.torchserve_harness import scoring_workers, start_server, stop_server
+from tests.video_factory import encode_video
+
+pytestmark = pytest.mark.serving
+
+VIDEO_KEYS = {"width", "height", "fps", "duration_s", "frame_count", "codec", "container"}
+MODEL_KEYS = {"name", "version", "checkpoint_sha256", "input_size", "precision", "detector"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """Random Xception weights at 160 px in the training checkpoint format."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
+    path = tmp_path_factory.mktemp("checkpoint") / "best.pt"
+    save_checkpoint(build_model(settings).eval(), settings, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_store(checkpoint, tmp_path_factory) -> Path:
+    """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0."""
+    store = tmp_path_factory.mktemp("model_store")
+    build_archive(checkpoint, store)
+    network, settings = load_checkpoint(checkpoint)
+    second = checkpoint.parent / "second" / "best.pt"
+    save_checkpoint(network, dataclasses.replace(settings, version="0.2.0"), second)
+    build_archive(second, store, file_name="deepfake-v2")
+    return store
+
+
+@pytest.fixture(scope="module")
+def server(model_store, tmp_path_factory, sample_videos):
+    running = start_server(
+        tmp_path_factory.mktemp("torchserve"),
+        model_store,
+        load_models="deepfake.mar,deepfake-v2.mar",
+    )
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def fake_video(sample_videos):
+    return next(v for v in sample_videos if v.name == "a_fs_wolfgang_c1__grace_hopper.mp4")
+
+
+def test_archive_holds_the_checkpoint_and_records_its_sha256(checkpoint, model_store):
+    archive = model_store / "deepfake.mar"
+    with zipfile.ZipFile(archive) as mar:
+        names = set(mar.namelist())
+        info = json.loads(mar.read(ARCHIVE_INFO))
+        manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
+    assert {"checkpoint.pt", "checkpoint.json", "model-config.yaml"} <= names
+    assert {"model/pipeline.py", "handler/options.py", "deepfake_handler.py"} <= names
+    assert info["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert manifest["model"]["modelVersion"] == "0.1.0"  # from the checkpoint's settings
+    recorded = (model_store / "deepfake.mar.sha256").read_text().split()
+    assert recorded == [file_sha256(archive), "deepfake.mar"]
+
+
+def test_raw_upload_gets_the_documented_schema(server, fake_video, checkpoint):
+    url = f"{server.client.address.inference_url}/predictions/deepfake"
+    response = requests.post(
+        url,
+        data=fake_video.path.read_bytes(),
+        headers={**server.client._auth("inference"), "Content-Type": "application/octet-stream"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    report = response.json()
+    assert report["schema_version"] == SCHEMA_VERSION
+    assert report["label"] in ("fake", "real")
+    assert 0.0 <= report["fake_probability"] <= 1.0
+    assert report["threshold"] == 0.5 and report["aggregation"] == "mean"
+    every_20th = len(range(0, fake_video.frame_count, 20))
+    assert report["frames_analyzed"] == len(report["frames"]) == every_20th
+    assert report["faces_found"] == sum(len(f["faces"]) for f in report["frames"]) > 0
+    assert set(report["video"]) >= VIDEO_KEYS and report["video"]["codec"] == "h264"
+    assert (report["video"]["width"], report["video"]["height"]) == (
+        fake_video.width,
+        fake_video.height,
+    )
+    assert set(report["model"]) == MODEL_KEYS
+    assert report["model"]["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert set(report["timing_ms"]) == {"decode", "detect", "classify"}
+    for frame in report["frames"]:
+        assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
+        for face in frame["faces"]:
+            x0, y0, x1, y1 = face["box"]
+            assert 0 <= x0 < x1 <= fake_video.width and 0 <= y0 < y1 <= fake_video.height
+            assert 0.0 <= face["fake_probability"] <= 1.0
+            assert "crop_jpeg" not in face  # only when asked
+
+
+def test_multipart_upload_and_options_in_headers_and_fields(server, fake_video):
+    client = server.client
+    raw = client.predict(fake_video.path)
+    multipart = client.predict(fake_video.path, multipart=True)
+    assert multipart["fake_probability"] == raw["fake_probability"]
+    three = client.predict(fake_video.path, {"frames": 3, "aggregation": "face_max"})
+    assert three["frames_analyzed"] == 3 and three["aggregation"] == "face_max"
+    assert three["sampling"]["num_frames"] == 3
+    url = f"{client.address.inference_url}/predictions/deepfake"
+    as_field = requests.post(
+        url,
+        files={"data": fake_video.path.read_bytes(), "interval": (None, "50")},
+        headers=client._auth("inference"),
+        timeout=300,
+    ).json()
+    assert [f["frame_index"] for f in as_field["frames"]] == [0, 50, 100]
+    with_crops = client.predict(fake_video.path, {"frames": 2, "crops": "true"})
+    face = next(f for frame in with_crops["frames"] for f in frame["faces"])
+    assert decode_image_base64(face["crop_jpeg"]).shape == (160, 160, 3)
+
+
+@pytest.mark.parametrize(
+    ("options", "status", "error", "named"),
+    [
+        ({"frames": 1000}, 400, "invalid_option", "frames must lie in 1..64"),
+        ({"interval": "often"}, 400, "invalid_option", "interval must be a whole number"),
+        ({"aggregation": "median"}, 400, "invalid_option", "aggregation 'median'"),
+        ({"frames": 2, "interval": 5}, 400, "invalid_option", "not both"),
+        ({"colour": "red"}, 400, "unknown_option", "['colour']"),
+    ],
+)
+def test_bad_options_get_a_json_error_naming_them(
+    server, fake_video, options, status, error, named
+):
+    with pytest.raises(ServerError) as raised:
+        server.client.predict(fake_video.path, options)
+    assert raised.value.status == status
+    assert raised.value.body["error"] == error and named in raised.value.body["message"]
+
+
+def test_no_face_video_is_a_200_with_label_no_face(server, no_face_video):
+    report = server.client.predict(no_face_video.path)
+    assert report["label"] == "no_face" and report["fake_probability"] is None
+    assert report["faces_found"] == 0 and report["frames_analyzed"] > 0
+
+
+def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_video):
+    client = server.client
+    url = f"{client.address.inference_url}/predictions/deepfake"
+    auth = client._auth("inference")
+    cases = [
+        (b"this is not a video" * 10, {}, 400, "invalid_video", "not a video file"),
+        (b"", {}, 400, "empty_body", "empty (0 bytes)"),
+        (
+            b'{"video": 1}',
+            {"Content-Type": "application/json"},
+            415,
+            "unsupported_media_type",
+            "JSON",
+        ),
+    ]
+    for body, headers, status, error, message in cases:
+        headers = {"Content-Type": "application/octet-stream", **headers, **auth}
+        response = requests.post(url, data=body, headers=headers, timeout=60)
+        assert response.status_code == status, response.text
+        assert response.json()["error"] == error and message in response.json()["message"]
+    wrong_field = requests.post(
+        url, files={"file": fake_video.path.read_bytes()}, headers=auth, timeout=60
+    )
+    assert wrong_field.status_code == 400
+    assert "multipart field 'data'" in wrong_field.json()["message"]
+    assert "['file']" in wrong_field.json()["message"]
+    assert client.predict(fake_video.path)["label"] in ("fake", "real")
+
+
+def test_a_30_mb_upload_is_accepted(server, tmp_path):
+    rng = np.random.default_rng(0)  # noise does not compress: ~0.9 MB per 1080p frame
+    frames = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(40)]
+    video = encode_video(frames)
+    assert len(video) > 30_000_000
+    report = server.client.predict(video, {"frames": 2})
+    assert report["video"]["width"] == 1920 and report["frames_analyzed"] == 2
+
+
+def test_server_verdict_equals_the_in_process_pipeline(server, checkpoint, sample_videos):
+    """What training.infer computes (analyze_video, same checkpoint and defaults) is served."""
+    network, settings = load_checkpoint(checkpoint)
+    config = PipelineConfig()
+    detector = make_detector(config.detector)
+    names = ["a_fs_still_grace_hopper__astronaut.mp4", "a_still_multi_face.mp4"]
+    for video in (v for v in sample_videos if v.name in names):
+        local = analyze_video(video.path, network, settings, config, detector)
+        served = server.client.predict(video.path)
+        assert served["label"] == local.label
+        assert served["fake_probability"] == pytest.approx(local.fake_probability, abs=1e-4)
+        served_faces = [f["fake_probability"] for fr in served["frames"] for f in fr["faces"]]
+        local_faces = [p for frame in local.face_probabilities for p in frame]
+        assert served_faces == pytest.approx(local_faces, abs=1e-4)
+
+
+def test_explanations_return_grad_cam_pngs_for_the_most_suspicious_faces(server, fake_video):
+    report = server.client.explain(fake_video.path, {"explain_faces": 2})
+    explanations = report["explanations"]
+    assert len(explanations) == 2
+    face_probabilities = sorted(
+        (f["fake_probability"] for fr in report["frames"] for f in fr["faces"]), reverse=True
+    )
+    assert [e["fake_probability"] for e in explanations] == face_probabilities[:2]
+    for explanation in explanations:
+        assert explanation["method"] == "grad-cam"
+        heatmap = decode_image_base64(explanation["heatmap_png"])
+        overlay = decode_image_base64(explanation["overlay_png"])
+        assert heatmap.shape == overlay.shape == (160, 160, 3)
+        assert heatmap.max() == 255  # normalised to its peak
+        assert not np.array_equal(overlay, decode_image_base64(explanation["crop_png"]))
+
+
+def test_custom_metrics_appear_on_the_metrics_endpoint(server, fake_video, no_face_video):
+    server.client.predict(fake_video.path)
+    server.client.predict(no_face_video.path)
+    metrics = server.client.metrics()
+    for name in (
+        "DeepfakeFramesDecoded",
+        "DeepfakeFacesFound",
+        "DeepfakeNoFaceVideos",
+        "DeepfakeDetectTime",
+        "ts_inference_requests_total",
+    ):
+        assert f"\n{name}{{" in metrics, name
+    no_face_lines = [line for line in metrics.splitlines() if line.startswith("DeepfakeNoFace")]
+    assert float(no_face_lines[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_calls_without_the_key_are_refused_and_an_expired_key_is_renewed(server, fake_video):
+    address = server.client.address
+    refused = requests.get(f"{address.inference_url}/ping", timeout=30)
+    assert refused.status_code == 400 and "InvalidKeyException" in refused.text
+    old_key = read_keys(address.key_file)["inference"]
+    stale_client = DeepfakeClient(address)
+    stale_client._keys = read_keys(address.key_file)
+    server.client.renew_key("inference")
+    new_key = read_keys(address.key_file)["inference"]
+    assert new_key != old_key
+    old = requests.get(
+        f"{address.inference_url}/ping", headers={"Authorization": f"Bearer {old_key}"}, timeout=30
+    )
+    assert old.status_code == 400
+    assert stale_client.ping()["status"] == "Healthy"  # renewed again and retried
+    assert server.client.predict(fake_video.path)["label"] in ("fake", "real")
+
+
+def test_two_workers_both_serve_and_share_the_cores(server, sample_videos):
+    client = server.client
+    log_start = len(server.model_log)
+    client.scale(2)
+    try:
+        assert client.ready_workers() == 2
+        # More requests than one batch (batchSize 4) at once, so both workers get some.
+        videos = [v.path for v in sample_videos if v.face_frames][:8]
+        results: list[dict] = []
+        threads = [
+            threading.Thread(target=lambda p=path: results.append(client.predict(p, {"frames": 2})))
+            for path in videos
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == len(videos)
+        log = server.model_log[log_start:]
+        assert len(scoring_workers(log)) == 2
+        # 2 workers: each takes half the cores (1 torch thread each on a 2-core machine).
+        share = max(1, len(os.sched_getaffinity(0)) // 2)
+        assert f"deepfake: torch threads {share} (" in log
+    finally:
+        client.scale(1)
+
+
+def test_a_second_version_is_served_beside_the_first_and_can_become_the_default(server, fake_video):
+    client = server.client
+    assert client.predict(fake_video.path, {"frames": 1})["model"]["version"] == "0.1.0"
+    client.set_default_version("0.2.0")
+    try:
+        assert client.predict(fake_video.path, {"frames": 1})["model"]["version"] == "0.2.0"
+        pinned = requests.post(
+            f"{client.address.inference_url}/predictions/deepfake/0.1.0",
+            data=fake_video.path.read_bytes(),
+            headers={**client._auth("inference"), "X-Deepfake-Frames": "1"},
+            timeout=300,
+        )
+        assert pinned.json()["model"]["version"] == "0.1.0"
+    finally:
+        client.set_default_version("0.1.0")
+
+
+def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_videos, tmp_path):
+    address = server.client.address
+    videos = [v.path for v in sample_videos if v.name in ("a_still_multi_face.mp4",)]
+    videos.append(next(v.path for v in sample_videos if not v.face_frames))
+    sheet, results = tmp_path / "sheet.png", tmp_path / "results.txt"
+    status = client_cli.main(
+        [
+            *map(str, videos),
+            "--inference-url", address.inference_url,
+            "--management-url", address.management_url,
+            "--key-file", str(address.key_file),
+            "--sheet", str(sheet),
+            "--output", str(results),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    lines = results.read_text().splitlines()
+    assert lines[0].startswith(str(videos[0])) and lines[0].split()[-1] in ("fake", "real")
+    assert lines[1].endswith("no_face no_face")
+    image = cv2.imread(str(sheet))
+    assert image is not None and image.shape[1] >= 640
+    assert image.shape[0] > 2 * 128  # a section with face tiles, and the no-face section

@@ -1,0 +1,128 @@
+"""Start a real TorchServe for a test: free loopback ports, its own folder for the key file,
+logs, pid file and Java temp files, so it never meets a server a user is running."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from handler.client import DeepfakeClient, ServerAddress
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TORCHSERVE = Path(sys.executable).parent / "torchserve"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@dataclass
+class RunningServer:
+    workdir: Path
+    log_dir: Path
+    client: DeepfakeClient
+
+    @property
+    def model_log(self) -> str:
+        return (self.log_dir / "model_log.log").read_text(errors="replace")
+
+
+def config_text(model_store: Path, ports: list[int], **overrides: str) -> str:
+    """The repo's config.properties with the test's ports, store and absolute paths."""
+    settings = {
+        "inference_address": f"http://127.0.0.1:{ports[0]}",
+        "management_address": f"http://127.0.0.1:{ports[1]}",
+        "metrics_address": f"http://127.0.0.1:{ports[2]}",
+        "model_store": str(model_store),
+        "metrics_config": str(REPO_ROOT / "handler" / "metrics.yaml"),
+        **overrides,
+    }
+    lines = []
+    for line in (REPO_ROOT / "config.properties").read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key}={settings.pop(key)}" if key in settings else line)
+    lines += [f"{key}={value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def server_env(workdir: Path, log_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # TorchServe's pid file lives in the temp folder: a private one keeps a user's server apart.
+    env.update(
+        TMPDIR=str(workdir / "tmp"),
+        TEMP=str(workdir / "tmp"),
+        LOG_LOCATION=str(log_dir),
+        METRICS_LOCATION=str(log_dir),
+    )
+    env.pop("PYTHONPATH", None)  # the worker must import model/ from the archive alone
+    return env
+
+
+def start_server(workdir: Path, model_store: Path, **overrides: str) -> RunningServer:
+    ports = free_ports(3)
+    log_dir = workdir / "logs"
+    (workdir / "tmp").mkdir(parents=True)
+    log_dir.mkdir()
+    config = workdir / "config.properties"
+    config.write_text(config_text(model_store, ports, **overrides))
+    subprocess.run(
+        [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config)],
+        cwd=workdir,
+        env=server_env(workdir, log_dir),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    token_auth = overrides.get("disable_token_authorization", "false") != "true"
+    address = ServerAddress(
+        inference_url=f"http://127.0.0.1:{ports[0]}",
+        management_url=f"http://127.0.0.1:{ports[1]}",
+        metrics_url=f"http://127.0.0.1:{ports[2]}",
+        key_file=workdir / "key_file.json" if token_auth else None,
+    )
+    server = RunningServer(workdir, log_dir, DeepfakeClient(address, timeout_s=300))
+    try:
+        server.client.wait_ready(timeout_s=240)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: RunningServer) -> None:
+    """`torchserve --stop`, then kill whatever of it is left (workers included)."""
+    subprocess.run(
+        [str(TORCHSERVE), "--stop", "--foreground"],
+        cwd=server.workdir,
+        env=server_env(server.workdir, server.log_dir),
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    marker = str(server.workdir)
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGKILL)
+    shutil.rmtree(server.workdir / "tmp", ignore_errors=True)
+
+
+def scoring_workers(log: str) -> set[str]:
+    """Worker thread names (W-9000-deepfake_0.1.0) that logged a scored video in `log`."""
+    return set(re.findall(r"\[INFO \] (W-\d+-\S+)-stdout MODEL_LOG - deepfake: scored", log))
