@@ -25,5 +25,5 @@ ENV TS_INFERENCE_ADDRESS=http://0.0.0.0:8080 \
     TS_MANAGEMENT_ADDRESS=http://0.0.0.0:8081 \
     TS_METRICS_ADDRESS=http://0.0.0.0:8082
 EXPOSE 8080 8081 8082
-CMD ["torchserve", "--start", "--foreground", "--ts-config", "config.properties", \
-     "--model-store", "model_store", "--models", "deepfake=deepfake.mar"]
+# config.properties loads model_store/deepfake.mar at start (load_models).
+CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "config.properties"]
