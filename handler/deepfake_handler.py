@@ -75,6 +75,7 @@ class DeepfakeHandler(BaseHandler):
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
         """One JSON string per request, in order; statuses set per request on `context`."""
         self._share_cores()
+        logger.info("deepfake: batch of %d request(s)", len(data))
         responses: list[str | None] = [None] * len(data)
         jobs = []
         for idx, row in enumerate(data):
@@ -84,7 +85,7 @@ class DeepfakeHandler(BaseHandler):
                 options = request_options(row, context.get_all_request_header(idx), self.config)
                 explain = context.get_request_header(idx, "explain") == "True"
                 faces = extract_faces(
-                    bytes(video), options.pipeline.sampling, self.detector, self.settings
+                    video, options.pipeline.sampling, self.detector, self.settings
                 )
             except RequestError as error:
                 responses[idx] = self._error(context, idx, error.status, error.error, error.message)
@@ -98,17 +99,19 @@ class DeepfakeHandler(BaseHandler):
                 continue
             jobs.append((idx, options, explain, faces))
 
-        probabilities, classify_ms = self._classify_all([faces for *_, faces in jobs])
-        for (idx, options, explain, faces), face_probabilities in zip(
-            jobs, probabilities, strict=True
-        ):
+        try:
+            classified = self._classify_all([faces for *_, faces in jobs])
+        except Exception:  # nothing per request to blame: every request of the batch fails
+            logger.exception("deepfake: classifying a batch of %d videos failed", len(jobs))
+            classified = [None] * len(jobs)
+        for (idx, options, explain, faces), result in zip(jobs, classified, strict=True):
+            if result is None:
+                responses[idx] = self._internal_error(context, idx)
+                continue
+            face_probabilities, classify_ms = result
             try:
                 verdict = verdict_from_probabilities(faces, face_probabilities, options.pipeline)
-                verdict.timing_ms["classify"] = (
-                    classify_ms
-                    * len(faces.face_crops)
-                    / max(1, sum(len(f.face_crops) for *_, f in jobs))
-                )
+                verdict.timing_ms["classify"] = classify_ms
                 report = verdict_report(
                     verdict, options.pipeline, self.model_info, options.include_crops
                 )
@@ -130,9 +133,10 @@ class DeepfakeHandler(BaseHandler):
                 responses[idx] = self._internal_error(context, idx)
         return responses
 
-    def _classify_all(self, videos: list[Any]) -> tuple[list[np.ndarray], float]:
-        """Per video, its faces' fake probabilities, from as few forward passes as the batch
-        size allows over all faces of all videos; and the time that took."""
+    def _classify_all(self, videos: list[Any]) -> list[tuple[np.ndarray, float]]:
+        """Per video, its faces' fake probabilities and its share of the classification time,
+        from as few forward passes as the batch size allows over all faces of all videos."""
+        counts = [video.face_count for video in videos]
         crops = [crop for video in videos for crop in video.face_crops]
         started = time.perf_counter()
         with autocast(self.precision):
@@ -140,8 +144,11 @@ class DeepfakeHandler(BaseHandler):
                 self.network, self.settings, crops, self.config.pipeline.batch_size
             )
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        split_at = np.cumsum([len(video.face_crops) for video in videos])[:-1]
-        return np.split(flat, split_at) if videos else [], elapsed_ms
+        per_video = np.split(flat, np.cumsum(counts)[:-1]) if videos else []
+        return [
+            (probabilities, elapsed_ms * count / max(1, len(crops)))
+            for probabilities, count in zip(per_video, counts, strict=True)
+        ]
 
     def _explanations(
         self, faces: Any, probabilities: np.ndarray, count: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -194,6 +195,34 @@ def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_vi
     assert "multipart field 'data'" in wrong_field.json()["message"]
     assert "['file']" in wrong_field.json()["message"]
     assert client.predict(fake_video.path)["label"] in ("fake", "real")
+
+
+def test_a_bad_request_in_a_batch_leaves_the_others_alone(server, sample_videos):
+    """Requests that queue together are handled as one batch (faces in shared forward
+    passes); each still gets its own verdict, equal to the one it gets alone."""
+    client = server.client
+    videos = [v.path for v in sample_videos if v.face_frames][:3]
+    alone = {path: client.predict(path, {"frames": 2})["fake_probability"] for path in videos}
+    uploads = [*videos, b"not a video at all"]
+    outcomes: dict = {}
+
+    def send(upload):
+        try:
+            outcomes[upload] = client.predict(upload, {"frames": 2})
+        except ServerError as error:
+            outcomes[upload] = error
+
+    log_start = len(server.model_log)
+    threads = [threading.Thread(target=send, args=(upload,)) for upload in uploads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batch_sizes = re.findall(r"deepfake: batch of (\d+) request", server.model_log[log_start:])
+    assert max(map(int, batch_sizes)) >= 2
+    assert outcomes[uploads[-1]].status == 400
+    for path in videos:
+        assert outcomes[path]["fake_probability"] == pytest.approx(alone[path], abs=1e-5)
 
 
 def test_a_30_mb_upload_is_accepted(server, tmp_path):
