@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 import psutil
-import torch
 from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.archive import ARCHIVE_INFO
 from handler.options import RequestError, ServingConfig, request_options, video_bytes
-from model.cpu import autocast, cpu_model, resolve_precision
+from model.cpu import cpu_model
 from model.errors import CheckpointError, VideoInputError
 from model.explain import grad_cam, overlay
 from model.faces import make_detector
 from model.network import file_sha256, load_checkpoint
 from model.pipeline import classify_crops, extract_faces, verdict_from_probabilities
 from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
+from model.runtime import choose_path, prepare_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class DeepfakeHandler(BaseHandler):
                 f"{weights.name} has sha256 {sha256}, the archive recorded "
                 f"{archived['checkpoint_sha256']}: the .mar is damaged; rebuild it"
             )
-        self.precision = resolve_precision(self.config.precision)
+        self.path = choose_path(self.config.inference_path)
+        self._threads = self._thread_share()
+        self.classifier = prepare_classifier(self.network, self.settings, self.path, self._threads)
         self.detector = make_detector(self.config.pipeline.detector)
         self.model_name = context.model_name
         self.model_info = ModelInfo(
@@ -56,19 +58,19 @@ class DeepfakeHandler(BaseHandler):
             version=self.settings.version,
             checkpoint_sha256=sha256,
             input_size=self.settings.input_size,
-            precision=self.precision,
+            inference_path=self.path.name,
+            precision=self.path.precision,
             detector=self.detector.name,
         )
-        self._threads = 0
-        self._share_cores()
         self._warm_up()
         self.initialized = True
         logger.info(
-            "deepfake: %s %s ready on %s: precision %s, sha256 %s",
+            "deepfake: %s %s ready on %s: inference path %s, torch threads %d, sha256 %s",
             self.settings.name,
             self.settings.version,
             cpu_model(),
-            self.precision,
+            self.path.name,
+            self._threads,
             sha256[:12],
         )
 
@@ -139,10 +141,9 @@ class DeepfakeHandler(BaseHandler):
         counts = [video.face_count for video in videos]
         crops = [crop for video in videos for crop in video.face_crops]
         started = time.perf_counter()
-        with autocast(self.precision):
-            flat = classify_crops(
-                self.network, self.settings, crops, self.config.pipeline.batch_size
-            )
+        flat = classify_crops(
+            self.classifier, self.settings, crops, self.config.pipeline.batch_size
+        )
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         per_video = np.split(flat, np.cumsum(counts)[:-1]) if videos else []
         return [
@@ -215,12 +216,15 @@ class DeepfakeHandler(BaseHandler):
             "the server failed on this video; the worker logged the details",
         )
 
+    def _thread_share(self) -> int:
+        """This worker's share of the cores, so N workers do not oversubscribe them."""
+        return self.config.torch_threads or max(1, _usable_cores() // _running_workers())
+
     def _share_cores(self) -> None:
-        """Give torch this worker's share of the cores, so N workers do not oversubscribe them;
-        re-checked per batch because operators scale workers while the server runs."""
-        wanted = self.config.torch_threads or max(1, _usable_cores() // _running_workers())
+        """Re-checked per batch because operators scale workers while the server runs."""
+        wanted = self._thread_share()
         if wanted != self._threads:
-            torch.set_num_threads(wanted)
+            self.classifier.set_threads(wanted)
             self._threads = wanted
             logger.info("deepfake: torch threads %d (%d usable cores)", wanted, _usable_cores())
 
@@ -228,8 +232,7 @@ class DeepfakeHandler(BaseHandler):
         """One forward pass at start, so the first user request does not pay for allocations."""
         size = self.settings.input_size
         blank = [np.zeros((size, size, 3), dtype=np.uint8)]
-        with autocast(self.precision):
-            classify_crops(self.network, self.settings, blank, 1)
+        classify_crops(self.classifier, self.settings, blank, 1)
 
 
 def _usable_cores() -> int:

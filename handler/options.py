@@ -15,6 +15,7 @@ from typing import Any
 from model.aggregation import AGGREGATIONS
 from model.faces import DetectorConfig
 from model.pipeline import PipelineConfig
+from model.runtime import PATHS
 from model.video import SamplingConfig
 
 # Where TorchServe puts the upload: the raw body, or the multipart form field named "data".
@@ -40,11 +41,17 @@ class ServingConfig:
     """The server's pipeline defaults and the limits on what one request may ask for."""
 
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    precision: str = "auto"  # "auto" (bf16 only on CPUs with native bf16), "fp32" or "bf16"
+    inference_path: str = "auto"  # model/runtime.py: "auto" picks by the CPU's flags
     torch_threads: int | None = None  # None: cores shared evenly among the running workers
     explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
     max_explain_faces: int = 8
     max_interval: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.inference_path != "auto" and self.inference_path not in PATHS:
+            raise ValueError(
+                f"inference_path must be auto or one of {PATHS}, got {self.inference_path!r}"
+            )
 
     @classmethod
     def from_yaml(cls, model_yaml: Mapping[str, Any] | None) -> ServingConfig:
@@ -71,7 +78,7 @@ class ServingConfig:
         threads = block.pop("torch_threads", "auto")
         config = cls(
             pipeline=pipeline,
-            precision=str(block.pop("precision", cls.precision)),
+            inference_path=str(block.pop("inference_path", cls.inference_path)),
             torch_threads=None if threads in (None, "auto") else int(threads),
             explain_faces=int(block.pop("explain_faces", cls.explain_faces)),
             max_explain_faces=int(block.pop("max_explain_faces", cls.max_explain_faces)),

@@ -27,7 +27,8 @@ class ModelInfo:
     version: str
     checkpoint_sha256: str
     input_size: int
-    precision: str  # the inference path the worker chose: "fp32" or "bf16"
+    inference_path: str  # the engine the worker chose for this CPU (model/runtime.py PATHS)
+    precision: str  # "fp32" or "bf16"
     detector: str
 
 

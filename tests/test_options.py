@@ -17,12 +17,14 @@ MODEL_CONFIG = Path(__file__).resolve().parents[1] / "handler" / "model-config.y
 def test_the_shipped_model_config_matches_the_pipeline_defaults():
     config = ServingConfig.from_yaml(yaml.safe_load(MODEL_CONFIG.read_text()))
     assert config.pipeline == PipelineConfig()
-    assert config.precision == "auto" and config.torch_threads is None
+    assert config.inference_path == "auto" and config.torch_threads is None
 
 
 def test_a_typo_in_the_model_config_is_refused():
     with pytest.raises(ValueError, match=r"\['intervall'\]"):
         ServingConfig.from_yaml({"deepfake": {"intervall": 10}})
+    with pytest.raises(ValueError, match="inference_path must be"):
+        ServingConfig.from_yaml({"deepfake": {"inference_path": "openvino-int4"}})
 
 
 def test_client_option_headers_are_read_back_by_the_server():
