@@ -67,6 +67,7 @@ class ServingConfig:
             detect_width=int(block.pop("detect_width", defaults.detector.detect_width)),
             upsample=int(block.pop("upsample", defaults.detector.upsample)),
             max_faces=int(block.pop("max_faces", defaults.detector.max_faces)),
+            grey=bool(block.pop("detect_grey", defaults.detector.grey)),
         )
         pipeline = PipelineConfig(
             sampling=sampling,

@@ -57,6 +57,7 @@ class DetectorConfig:
     upsample: int = 1  # dlib pyramid upsamplings: finds faces down to ~40 px at 1, ~80 px at 0
     min_score: float = 0.0  # dlib's adjust_threshold: raise to drop weak detections
     max_faces: int = 10  # per frame, highest scores kept
+    grey: bool = True  # search a grey copy (FF++'s way, 1.5x faster); False: dlib's RGB HOG
 
     def __post_init__(self) -> None:
         if self.kind not in DETECTORS:
@@ -87,8 +88,9 @@ class DlibHogDetector:
             searched = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         # Grey, as FaceForensics++ detected: 1.5x faster than dlib's per-channel gradients on
         # RGB, and the same faces in every sampled frame of the sample videos.
-        grey = cv2.cvtColor(searched, cv2.COLOR_RGB2GRAY)
-        rects, scores, _ = self._detector.run(grey, self.config.upsample, self.config.min_score)
+        if self.config.grey:
+            searched = cv2.cvtColor(searched, cv2.COLOR_RGB2GRAY)
+        rects, scores, _ = self._detector.run(searched, self.config.upsample, self.config.min_score)
         detections = [
             Detection(_to_source_box(rect, scale, width, height), float(score))
             for rect, score in zip(rects, scores, strict=True)
