@@ -11,7 +11,7 @@ MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo demo-model archive serve stop mlflow-ui test test-slow lint format clean
+.PHONY: setup check-java demo demo-model archive serve stop bench mlflow-ui test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -62,6 +62,9 @@ serve: archive  ## (re)start TorchServe with $(MAR) and wait until its worker is
 
 stop:  ## stop TorchServe
 	$(TORCHSERVE) --stop --foreground
+
+bench: setup  ## straightforward vs shipped path, end to end through TorchServe (~15 min)
+	$(PY) -m benchmarks.bench
 
 mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
