@@ -87,7 +87,7 @@ class DeepfakeHandler(BaseHandler):
                 options = request_options(row, context.get_all_request_header(idx), self.config)
                 explain = context.get_request_header(idx, "explain") == "True"
                 faces = extract_faces(
-                    video, options.pipeline.sampling, self.detector, self.settings
+                    video, options.pipeline.sampling, self.detector, self.settings, self._threads
                 )
             except RequestError as error:
                 responses[idx] = self._error(context, idx, error.status, error.error, error.message)

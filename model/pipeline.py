@@ -96,12 +96,14 @@ def extract_faces(
     sampling: SamplingConfig,
     detector: FaceDetector,
     settings: ModelSettings,
+    decode_threads: int = 0,
 ) -> VideoFaces:
     """Decode the sampled frames, find the faces and cut their crops as the settings say;
-    each full frame is dropped once its faces are cut, so memory holds crops only."""
+    each full frame is dropped once its faces are cut, so memory holds crops only.
+    `decode_threads`: FFmpeg's decoder threads (0: all cores)."""
     timing_ms = {"decode": 0.0, "detect": 0.0}
     frames: list[FrameFaces] = []
-    with VideoReader(source) as reader:
+    with VideoReader(source, decode_threads) as reader:
         width, height = reader.info.width, reader.info.height
         sampled = reader.sample(sampling)
         while True:

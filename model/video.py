@@ -102,12 +102,15 @@ class VideoReader:
     """An open video. `info` is read on open; `sample()` then streams the chosen frames so a long
     video is never held in memory whole. Use as a context manager."""
 
-    def __init__(self, source: VideoSource) -> None:
+    def __init__(self, source: VideoSource, threads: int = 0) -> None:
+        """`threads`: FFmpeg decoder threads; 0 lets FFmpeg use every core (a server worker
+        passes its share, so workers do not oversubscribe the cores)."""
         self._source = _validated_source(source)
         self._container = _open_container(self._source)
         try:
             self._stream = _video_stream(self._container)
             self._stream.thread_type = "AUTO"  # frame + slice threads in FFmpeg's decoder
+            self._stream.codec_context.thread_count = threads
             self._decoded = self._container.decode(self._stream)
             self._first_frame = self._next_decoded_frame(index=0)
             self.info = self._read_info()
