@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from handler.options import OPTION_HEADER_PREFIX
 from handler.sheet import write_contact_sheet
 from model.report import result_line
 from model.video import VIDEO_SUFFIXES
@@ -170,7 +171,7 @@ class DeepfakeClient:
 def option_headers(options: Mapping[str, Any]) -> dict[str, str]:
     """{"frames": 8} -> {"X-Deepfake-Frames": "8"}: how options travel (handler/options.py)."""
     return {
-        "X-Deepfake-" + "-".join(part.capitalize() for part in name.split("_")): str(value)
+        OPTION_HEADER_PREFIX.title() + name.replace("_", "-").title(): str(value)
         for name, value in options.items()
     }
 

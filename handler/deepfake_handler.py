@@ -24,7 +24,7 @@ from handler.archive import ARCHIVE_INFO
 from handler.options import RequestError, ServingConfig, request_options, video_bytes
 from model.cpu import cpu_model
 from model.errors import CheckpointError, VideoInputError
-from model.explain import grad_cam, overlay
+from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
 from model.network import file_sha256, load_checkpoint
 from model.pipeline import classify_crops, extract_faces, verdict_from_probabilities
@@ -169,9 +169,7 @@ class DeepfakeHandler(BaseHandler):
                     "fake_probability": round(float(probabilities[position]), 6),
                     "method": "grad-cam",
                     "crop_png": encode_image_base64(face.crop, ".png"),
-                    "heatmap_png": encode_image_base64(
-                        np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8), ".png"
-                    ),
+                    "heatmap_png": encode_image_base64(heatmap_grey(heatmap), ".png"),
                     "overlay_png": encode_image_base64(overlay(face.crop, heatmap), ".png"),
                 }
             )

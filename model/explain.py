@@ -40,10 +40,15 @@ def grad_cam(
     return (maps / peaks).numpy().astype(np.float32)
 
 
+def heatmap_grey(heatmap: np.ndarray) -> np.ndarray:
+    """(S, S) uint8 of an (S, S) map in [0, 1]: 255 is the strongest evidence for "fake"."""
+    return np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def heatmap_rgb(heatmap: np.ndarray) -> np.ndarray:
     """(S, S, 3) uint8 RGB colour map (JET: blue cold, red hot) of an (S, S) map in [0, 1]."""
-    grey = np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    colours = cv2.applyColorMap(heatmap_grey(heatmap), cv2.COLORMAP_JET)
+    return cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
 
 
 def overlay(crop: np.ndarray, heatmap: np.ndarray) -> np.ndarray:

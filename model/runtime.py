@@ -112,5 +112,6 @@ def prepare_classifier(
     """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits."""
     if path.runtime == "openvino":
         return OpenVinoClassifier(network, settings, threads)
-    torch.set_num_threads(threads)
-    return TorchClassifier(network, path)
+    classifier = TorchClassifier(network, path)
+    classifier.set_threads(threads)
+    return classifier
