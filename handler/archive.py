@@ -25,6 +25,7 @@ import yaml
 
 from handler.options import ServingConfig
 from model.network import file_sha256, load_checkpoint, settings_path
+from model.runtime import INT8_MODEL_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "deepfake_handler.py"
@@ -40,9 +41,12 @@ def build_archive(
     name: str = "deepfake",
     config_file: Path = DEFAULT_CONFIG,
     file_name: str | None = None,
+    int8_split: Path | None = None,
 ) -> Path:
     """Write `model_store/<file_name>.mar` (default: `<name>.mar`; one already there is replaced
-    in one rename, so a running server never sees half a file) and its .sha256; return it."""
+    in one rename, so a running server never sees half a file) and its .sha256; return it.
+    With `int8_split` (a training split.json) an int8 OpenVINO model calibrated and checked on
+    it goes in too, when the check accepts it (`training.quantize`)."""
     _, settings = load_checkpoint(checkpoint)  # refuse a checkpoint the handler could not load
     ServingConfig.from_yaml(yaml.safe_load(config_file.read_text()))  # and a bad config
     model_store.mkdir(parents=True, exist_ok=True)
@@ -60,13 +64,17 @@ def build_archive(
             "git_commit": _git_commit(),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        extra = [settings_path(weights), staging / ARCHIVE_INFO]
+        if int8_split is not None:
+            info["int8"], int8_files = _int8_model(checkpoint, int8_split, staging / "int8")
+            extra.extend(int8_files)
         (staging / ARCHIVE_INFO).write_text(json.dumps(info, indent=2) + "\n")
         code = staging / "code"  # the archiver copies a folder's contents to the archive root
         for package in PACKAGES:
             (code / package).mkdir(parents=True)
             for source in sorted((REPO / package).glob("*.py")):
                 shutil.copyfile(source, code / package / source.name)
-        extra = [settings_path(weights), staging / ARCHIVE_INFO, code]
+        extra.append(code)
         subprocess.run(
             [
                 str(Path(sys.executable).parent / "torch-model-archiver"),
@@ -84,6 +92,20 @@ def build_archive(
         os.replace(staging / f"{name}.mar", archive)
     Path(f"{archive}.sha256").write_text(f"{file_sha256(archive)}  {archive.name}\n")
     return archive
+
+
+def _int8_model(checkpoint: Path, split: Path, folder: Path) -> tuple[dict, list[Path]]:
+    """(archive.json's `int8` record, files to pack): the files only when the check passed."""
+    from training.quantize import build_int8  # NNCF and training code: archive time only
+
+    check = build_int8(checkpoint, split, folder)
+    record = {**check.as_dict(), "split": str(split)}
+    if not check.accepted:
+        print(f"archive: int8 model left out: {check.reason}", file=sys.stderr)
+        return record, []
+    files = [folder / INT8_MODEL_NAME, (folder / INT8_MODEL_NAME).with_suffix(".bin")]
+    record["sha256"] = {path.name: file_sha256(path) for path in files}
+    return record, files
 
 
 def _git_commit() -> str | None:
@@ -105,9 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--file-name", help="archive file name without .mar (default: --name), e.g. deepfake-v2"
     )
+    parser.add_argument(
+        "--int8-split",
+        type=Path,
+        help="training split.json: add an int8 model calibrated on its train faces, if its "
+        "validation check passes (openvino-int8 path)",
+    )
     args = parser.parse_args(argv)
     archive = build_archive(
-        args.checkpoint, args.model_store, args.name, args.config, args.file_name
+        args.checkpoint, args.model_store, args.name, args.config, args.file_name, args.int8_split
     )
     print(f"archive: {archive} sha256 {file_sha256(archive)}")
     return 0

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
-from ts.metrics.dimension import Dimension
-from ts.torch_handler.base_handler import BaseHandler
 
 from handler.archive import ARCHIVE_INFO
 from handler.options import RequestError, ServingConfig, request_options, video_bytes
@@ -29,7 +28,16 @@ from model.faces import make_detector
 from model.network import file_sha256, load_checkpoint
 from model.pipeline import classify_crops, extract_faces, verdict_from_probabilities
 from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
-from model.runtime import choose_path, prepare_classifier
+from model.runtime import INT8_MODEL_NAME, choose_path, prepare_classifier
+
+# TorchServe's BaseHandler imports openvino.torch (its torch.compile backend) whenever OpenVINO
+# is installed, which loads TorchDynamo, Inductor and Triton: +210 MB in every worker for a
+# backend this handler never uses. A None entry makes that import fail cleanly (BaseHandler
+# logs "OpenVINO is not enabled"); OpenVINO's own runtime, used below, does not need it.
+sys.modules.setdefault("openvino.torch", None)
+
+from ts.metrics.dimension import Dimension  # noqa: E402
+from ts.torch_handler.base_handler import BaseHandler  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +49,14 @@ class DeepfakeHandler(BaseHandler):
         weights = model_dir / context.manifest["model"]["serializedFile"]
         self.config = ServingConfig.from_yaml(context.model_yaml_config)
         self.network, self.settings = load_checkpoint(weights)
-        sha256 = file_sha256(weights)
         archived = json.loads((model_dir / ARCHIVE_INFO).read_text())
-        if archived["checkpoint_sha256"] != sha256:
-            raise CheckpointError(
-                f"{weights.name} has sha256 {sha256}, the archive recorded "
-                f"{archived['checkpoint_sha256']}: the .mar is damaged; rebuild it"
-            )
-        self.path = choose_path(self.config.inference_path)
+        sha256 = _verified_sha256(weights, archived["checkpoint_sha256"])
+        int8_model = _archived_int8_model(model_dir, archived)
+        self.path = choose_path(self.config.inference_path, int8_available=int8_model is not None)
         self._threads = self._thread_share()
-        self.classifier = prepare_classifier(self.network, self.settings, self.path, self._threads)
+        self.classifier = prepare_classifier(
+            self.network, self.settings, self.path, self._threads, int8_model
+        )
         self.detector = make_detector(self.config.pipeline.detector)
         self.model_name = context.model_name
         self.model_info = ModelInfo(
@@ -227,10 +233,31 @@ class DeepfakeHandler(BaseHandler):
             logger.info("deepfake: torch threads %d (%d usable cores)", wanted, _usable_cores())
 
     def _warm_up(self) -> None:
-        """One forward pass at start, so the first user request does not pay for allocations."""
-        size = self.settings.input_size
-        blank = [np.zeros((size, size, 3), dtype=np.uint8)]
-        classify_crops(self.classifier, self.settings, blank, 1)
+        """One full micro-batch at start, so the first user request does not pay for the
+        engine's allocations at that batch shape."""
+        size, batch_size = self.settings.input_size, self.config.pipeline.batch_size
+        blank = [np.zeros((size, size, 3), dtype=np.uint8)] * batch_size
+        classify_crops(self.classifier, self.settings, blank, batch_size)
+
+
+def _verified_sha256(path: Path, recorded: str) -> str:
+    sha256 = file_sha256(path)
+    if sha256 != recorded:
+        raise CheckpointError(
+            f"{path.name} has sha256 {sha256}, the archive recorded {recorded}: "
+            "the .mar is damaged; rebuild it"
+        )
+    return sha256
+
+
+def _archived_int8_model(model_dir: Path, archived: dict[str, Any]) -> Path | None:
+    """The int8 model's .xml when the archive holds one (its files checked), else None."""
+    recorded = archived.get("int8", {}).get("sha256")
+    if not recorded:
+        return None
+    for name, sha256 in recorded.items():
+        _verified_sha256(model_dir / name, sha256)
+    return model_dir / INT8_MODEL_NAME
 
 
 def _usable_cores() -> int:

@@ -66,6 +66,9 @@ class ServingConfig:
         detector = DetectorConfig(
             detect_width=int(block.pop("detect_width", defaults.detector.detect_width)),
             upsample=int(block.pop("upsample", defaults.detector.upsample)),
+            retry_upsample=_optional_int(
+                block.pop("retry_upsample", defaults.detector.retry_upsample)
+            ),
             max_faces=int(block.pop("max_faces", defaults.detector.max_faces)),
             grey=bool(block.pop("detect_grey", defaults.detector.grey)),
         )

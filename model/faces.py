@@ -54,7 +54,12 @@ class DetectorConfig:
 
     kind: str = "dlib_hog"
     detect_width: int = 640  # frames wider than this are searched on a downscaled copy
-    upsample: int = 1  # dlib pyramid upsamplings: finds faces down to ~40 px at 1, ~80 px at 0
+    # dlib pyramid upsamplings: faces from ~80 px of the searched copy at 0, ~40 px at 1 (4x
+    # slower). A frame where `upsample` finds nothing is searched again at `retry_upsample`
+    # (None: never), so large faces cost the fast pass and small ones are still found when
+    # they are the only faces in the frame.
+    upsample: int = 0
+    retry_upsample: int | None = 1
     min_score: float = 0.0  # dlib's adjust_threshold: raise to drop weak detections
     max_faces: int = 10  # per frame, highest scores kept
     grey: bool = True  # search a grey copy (FF++'s way, 1.5x faster); False: dlib's RGB HOG
@@ -64,8 +69,10 @@ class DetectorConfig:
             raise ValueError(f"unknown detector {self.kind!r}; choose one of {sorted(DETECTORS)}")
         if self.detect_width < 32:
             raise ValueError(f"detect_width must be at least 32 px, got {self.detect_width}")
-        if not 0 <= self.upsample <= 2:
-            raise ValueError(f"upsample must be 0, 1 or 2, got {self.upsample}")
+        for name in ("upsample", "retry_upsample"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 2:
+                raise ValueError(f"{name} must be 0, 1 or 2, got {value}")
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
 
@@ -91,6 +98,9 @@ class DlibHogDetector:
         if self.config.grey:
             searched = cv2.cvtColor(searched, cv2.COLOR_RGB2GRAY)
         rects, scores, _ = self._detector.run(searched, self.config.upsample, self.config.min_score)
+        retry = self.config.retry_upsample
+        if not rects and retry is not None and retry != self.config.upsample:
+            rects, scores, _ = self._detector.run(searched, retry, self.config.min_score)
         detections = [
             Detection(_to_source_box(rect, scale, width, height), float(score))
             for rect, score in zip(rects, scores, strict=True)

@@ -10,15 +10,32 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pretrainedmodels.models.xception import Xception
 from torch import nn
 
 from model.errors import CheckpointError
+
+
+def _pretrainedmodels_xception() -> types.ModuleType:
+    """pretrainedmodels' `models/xception.py`, loaded on its own: importing the package runs its
+    `__init__`, which builds two ResNeXt-101 networks at import time (+480 MB in every worker)."""
+    package = importlib.util.find_spec("pretrainedmodels")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("pretrainedmodels is not installed (see requirements.txt)")
+    path = Path(package.submodule_search_locations[0], "models", "xception.py")
+    spec = importlib.util.spec_from_file_location("model._pretrainedmodels_xception", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+Xception = _pretrainedmodels_xception().Xception
 
 SETTINGS_FORMAT = 1
 FEATURE_WIDTH = 2048  # Xception's pooled feature size

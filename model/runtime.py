@@ -9,15 +9,20 @@ that turns a normalized batch into logits changes:
   (avx512_bf16 / amx_bf16); elsewhere bf16 is emulated and ~10x slower;
 * `openvino-fp32`: the same weights converted in memory by OpenVINO (`ov.convert_model`), no
   file written; ~1.9x (160 px) to ~2.6x (299 px) faster than `torch-fp32` on an AVX2-only
-  EPYC (README "Performance").
+  EPYC (README "Performance");
+* `openvino-int8`: an OpenVINO model quantized at archive time (`training.quantize`, NNCF
+  calibrated on training faces, checked on the validation videos) and shipped in the archive.
 
-`choose_path("auto")` picks from the CPU's flags: bf16 where it is native, else OpenVINO.
+`choose_path("auto")` picks from the CPU's flags: bf16 where it is native, else OpenVINO int8
+when the archive holds a checked int8 model, else OpenVINO fp32.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +31,9 @@ from torch import nn
 from model.cpu import autocast, has_native_bf16
 from model.network import ModelSettings
 
-PATHS = ("torch-fp32", "torch-fp32-cl", "torch-bf16-cl", "openvino-fp32")
+PATHS = ("torch-fp32", "torch-fp32-cl", "torch-bf16-cl", "openvino-fp32", "openvino-int8")
 BASELINE_PATH = "torch-fp32"
+INT8_MODEL_NAME = "classifier-int8.xml"  # in the archive, beside its weights classifier-int8.bin
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,14 @@ class InferencePath:
         return self.name.split("-")[1]
 
 
-def choose_path(requested: str, flags: frozenset[str] | None = None) -> InferencePath:
+def choose_path(
+    requested: str, flags: frozenset[str] | None = None, int8_available: bool = False
+) -> InferencePath:
     """`requested` as is, or for "auto" the fastest path measured for this kind of CPU."""
     if requested == "auto":
-        return InferencePath("torch-bf16-cl" if has_native_bf16(flags) else "openvino-fp32")
+        if has_native_bf16(flags):
+            return InferencePath("torch-bf16-cl")
+        return InferencePath("openvino-int8" if int8_available else "openvino-fp32")
     if requested not in PATHS:
         raise ValueError(f"inference path must be auto or one of {PATHS}, got {requested!r}")
     return InferencePath(requested)
@@ -73,26 +83,34 @@ class TorchClassifier(nn.Module):
         torch.set_num_threads(threads)
 
 
+def convert_to_openvino(network: nn.Module, settings: ModelSettings) -> Any:
+    """The torch network as an `openvino.Model` taking (N, 3, S, S) batches of any N."""
+    import openvino as ov  # imported here: only the OpenVINO paths need it
+
+    size = settings.input_size
+    example = torch.zeros(1, 3, size, size)
+    # OpenVINO traces with torch.jit, which torch now flags as deprecated on every call.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)
+        model = ov.convert_model(network.eval(), example_input=example)
+    model.reshape([-1, 3, size, size])
+    return model
+
+
 class OpenVinoClassifier(nn.Module):
-    """The network converted by OpenVINO in memory; called like the torch network."""
+    """An `openvino.Model` compiled for the CPU; called like the torch network."""
 
-    def __init__(self, network: nn.Module, settings: ModelSettings, threads: int) -> None:
+    def __init__(self, model: Any, threads: int) -> None:
         super().__init__()
-        import openvino as ov  # imported here: only this path needs it
+        import openvino as ov
 
-        size = settings.input_size
-        example = torch.zeros(1, 3, size, size)
-        # OpenVINO traces with torch.jit, which torch now flags as deprecated on every call.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)
-            self._model = ov.convert_model(network.eval(), example_input=example)
-        self._model.reshape([-1, 3, size, size])  # any batch size
+        self._model = model
         self._core = ov.Core()
-        self._threads = 0
+        self._threads: int | None = None
         self.set_threads(threads)
 
     def set_threads(self, threads: int) -> None:
-        """Recompile for `threads` (OpenVINO fixes its thread count when it compiles)."""
+        """Recompile for `threads`, 0 for every core (OpenVINO fixes it when it compiles)."""
         if threads != self._threads:
             self._compiled = self._core.compile_model(
                 self._model,
@@ -107,11 +125,25 @@ class OpenVinoClassifier(nn.Module):
 
 
 def prepare_classifier(
-    network: nn.Module, settings: ModelSettings, path: InferencePath, threads: int
+    network: nn.Module,
+    settings: ModelSettings,
+    path: InferencePath,
+    threads: int,
+    int8_model: Path | None = None,
 ) -> nn.Module:
-    """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits."""
+    """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits.
+    `int8_model`: the quantized OpenVINO model (.xml) the `openvino-int8` path runs."""
+    if path.name == "openvino-int8":
+        if int8_model is None:
+            raise ValueError(
+                "inference path openvino-int8 needs an int8 model: build the archive with "
+                '--int8-split (see README "Performance") or choose another path'
+            )
+        import openvino as ov
+
+        return OpenVinoClassifier(ov.Core().read_model(int8_model), threads)
     if path.runtime == "openvino":
-        return OpenVinoClassifier(network, settings, threads)
+        return OpenVinoClassifier(convert_to_openvino(network, settings), threads)
     classifier = TorchClassifier(network, path)
     classifier.set_threads(threads)
     return classifier

@@ -65,11 +65,26 @@ def test_boxes_map_back_to_source_pixels(one_face_video):
     _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
     frame = frames[0].rgb  # 640 x 360: searched as is
     doubled = cv2.resize(frame, (frame.shape[1] * 2, frame.shape[0] * 2))
-    detector = make_detector(DetectorConfig(detect_width=640))
+    # upsample 1 on both: its finer pyramid makes the box sizes comparable to a few pixels.
+    detector = make_detector(DetectorConfig(detect_width=640, upsample=1, retry_upsample=None))
     [small] = detector.detect(frame)[:1]
     [large] = detector.detect(doubled)[:1]
     for small_edge, large_edge in zip(small.box.as_list(), large.box.as_list(), strict=True):
         assert large_edge == pytest.approx(2 * small_edge, abs=4)
+
+
+def test_a_frame_with_only_small_faces_is_searched_again_upsampled(one_face_video):
+    """The face shrunk to ~45 px of a 640 px frame: too small for upsample 0 (~80 px window)."""
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
+    frame = frames[0].rgb  # 640 x 360
+    [face] = make_detector(DetectorConfig(max_faces=1)).detect(frame)
+    shrink = 45 / face.box.width
+    small = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    canvas = np.zeros_like(frame)
+    canvas[: small.shape[0], : small.shape[1]] = small
+    assert make_detector(DetectorConfig(upsample=0, retry_upsample=None)).detect(canvas) == []
+    [found] = make_detector(DetectorConfig(upsample=0, retry_upsample=1)).detect(canvas)
+    assert found.box.width == pytest.approx(45, abs=12)
 
 
 def test_max_faces_keeps_the_best(sample_videos):

@@ -35,6 +35,8 @@ def test_auto_picks_bf16_only_with_native_bf16():
     )
     assert choose_path("auto", frozenset({"avx2", "amx_bf16"})).precision == "bf16"
     assert choose_path("auto", frozenset({"avx2", "fma"})).name == "openvino-fp32"
+    assert choose_path("auto", frozenset({"avx2"}), int8_available=True).name == "openvino-int8"
+    assert choose_path("auto", frozenset({"amx_bf16"}), int8_available=True).precision == "bf16"
     assert choose_path("torch-fp32").runtime == "torch"
     with pytest.raises(ValueError, match="inference path must be"):
         choose_path("tensorrt")
@@ -62,3 +64,9 @@ def test_openvino_follows_a_new_thread_count(network_and_crops):
     before = classify_crops(classifier, settings, crops, 8)
     classifier.set_threads(1)
     np.testing.assert_allclose(classify_crops(classifier, settings, crops, 8), before, atol=1e-6)
+
+
+def test_int8_path_without_an_int8_model_says_how_to_build_one(network_and_crops):
+    network, settings, _ = network_and_crops
+    with pytest.raises(ValueError, match="--int8-split"):
+        prepare_classifier(network, settings, InferencePath("openvino-int8"), 2)

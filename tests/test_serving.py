@@ -23,7 +23,7 @@ from model.faces import make_detector
 from model.network import ModelSettings, build_model, file_sha256, load_checkpoint, save_checkpoint
 from model.pipeline import PipelineConfig, analyze_video
 from model.report import SCHEMA_VERSION, decode_image_base64
-from model.runtime import choose_path
+from model.runtime import INT8_MODEL_NAME, choose_path
 from tests.torchserve_harness import scoring_workers, start_server, stop_server
 from tests.video_factory import encode_video
 
@@ -53,14 +53,15 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_store(checkpoint, tmp_path_factory) -> Path:
-    """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0."""
+def model_store(checkpoint, split_file, tmp_path_factory) -> Path:
+    """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0
+    and an int8 model calibrated on the small set's faces."""
     store = tmp_path_factory.mktemp("model_store")
     build_archive(checkpoint, store)
     network, settings = load_checkpoint(checkpoint)
     second = checkpoint.parent / "second" / "best.pt"
     save_checkpoint(network, dataclasses.replace(settings, version="0.2.0"), second)
-    build_archive(second, store, file_name="deepfake-v2")
+    build_archive(second, store, file_name="deepfake-v2", int8_split=split_file)
     return store
 
 
@@ -354,6 +355,26 @@ def test_a_second_version_is_served_beside_the_first_and_can_become_the_default(
         assert pinned.json()["model"]["version"] == "0.1.0"
     finally:
         client.set_default_version("0.1.0")
+
+
+def test_an_archive_with_a_checked_int8_model_serves_it(server, model_store, fake_video):
+    with zipfile.ZipFile(model_store / "deepfake-v2.mar") as mar:
+        int8 = json.loads(mar.read(ARCHIVE_INFO))["int8"]
+        names = set(mar.namelist())
+    assert int8["accepted"] and int8["max_probability_shift"] <= 0.02
+    assert set(int8["sha256"]) == {INT8_MODEL_NAME, "classifier-int8.bin"} <= names
+    url = f"{server.client.address.inference_url}/predictions/deepfake"
+    headers = {**server.client._auth("inference"), "X-Deepfake-Frames": "4"}
+    body = fake_video.path.read_bytes()
+    fp32, int8_report = (
+        requests.post(f"{url}/{version}", data=body, headers=headers, timeout=300).json()
+        for version in ("0.1.0", "0.2.0")
+    )
+    assert int8_report["model"]["inference_path"] == (
+        choose_path("auto", int8_available=True).name  # int8 unless the CPU has native bf16
+    )
+    assert int8_report["label"] == fp32["label"]
+    assert int8_report["fake_probability"] == pytest.approx(fp32["fake_probability"], abs=0.02)
 
 
 def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_videos, tmp_path):

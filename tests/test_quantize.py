@@ -1,0 +1,92 @@
+"""Int8 quantization with real NNCF and OpenVINO: calibrated on faces extracted here, checked on
+the validation videos, and giving the fp32 verdicts on every sample video."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.faces import make_detector
+from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from model.pipeline import PipelineConfig, classify_crops, extract_faces, verdict_from_probabilities
+from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
+from model.video import SamplingConfig
+from training.quantize import QuantizeConfig, build_int8, main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    settings = ModelSettings(name="int8-test", input_size=160)
+    path = tmp_path_factory.mktemp("int8-checkpoint") / "best.pt"
+    save_checkpoint(build_model(settings).eval(), settings, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_build(checkpoint, split_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("int8")
+    check = build_int8(checkpoint, split_file, folder, QuantizeConfig(calibration_crops=100))
+    return check, folder
+
+
+def test_int8_model_is_calibrated_checked_and_saved(int8_build, split_file):
+    check, folder = int8_build
+    split = json.loads(split_file.read_text())
+    validation = [v for v in split["videos"] if v["split"] == "val" and v["crops"]]
+    assert check.accepted, check.reason
+    assert 0 < check.calibration_crops <= 100
+    assert check.validation_videos == len(validation) > 0
+    assert check.max_probability_shift <= 0.02
+    if check.video_auc_fp32 is not None:
+        assert check.video_auc_fp32 - check.video_auc_int8 <= 0.01
+    assert (folder / INT8_MODEL_NAME).is_file()
+    assert (folder / INT8_MODEL_NAME).with_suffix(".bin").stat().st_size > 0
+
+
+def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoint, sample_videos):
+    _, folder = int8_build
+    network, settings = load_checkpoint(checkpoint)
+    fp32 = prepare_classifier(network, settings, InferencePath(BASELINE_PATH), 2)
+    int8 = prepare_classifier(
+        network, settings, InferencePath("openvino-int8"), 2, folder / INT8_MODEL_NAME
+    )
+    config = PipelineConfig(sampling=SamplingConfig(num_frames=8))
+    detector = make_detector(config.detector)
+    compared = 0
+    for video in sample_videos:
+        faces = extract_faces(video.path, config.sampling, detector, settings)
+        verdicts = [
+            verdict_from_probabilities(
+                faces, classify_crops(engine, settings, faces.face_crops, 4), config
+            )
+            for engine in (fp32, int8)
+        ]
+        assert verdicts[0].label == verdicts[1].label, video.name
+        if verdicts[0].fake_probability is not None:
+            shift = abs(verdicts[0].fake_probability - verdicts[1].fake_probability)
+            assert shift <= 0.02, (video.name, shift)
+            compared += 1
+    assert compared >= 20
+
+
+def test_a_failed_check_saves_nothing_and_exits_non_zero(checkpoint, split_file, tmp_path, capsys):
+    """A tolerance no int8 model can meet: the CLI reports why and writes no model."""
+    code = main(
+        [
+            "--checkpoint", str(checkpoint),
+            "--split", str(split_file),
+            "--output", str(tmp_path / "out"),
+            "--calibration-crops", "20",
+            "--max-probability-shift", "0",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out  # NNCF's progress bars come first
+    report = json.loads(out[out.rindex('{\n  "calibration_crops"') :])
+    assert code == 1 and report["accepted"] is False
+    assert "moves by" in report["reason"]
+    assert not (tmp_path / "out").exists()
+    np.testing.assert_array_less(0, report["max_probability_shift"])

@@ -1,0 +1,170 @@
+"""Int8 post-training quantization of the classifier for the `openvino-int8` inference path.
+
+    python -m training.quantize --checkpoint checkpoints/best.pt --split images/split.json \
+        --output model_store/int8
+
+NNCF calibrates the OpenVINO model on face crops of the split's training videos. The int8
+model is accepted only if, on the validation videos, its video AUC stays within
+`max_auc_drop` of the fp32 network's and no video's fake probability moves more than
+`max_probability_shift`; `handler.archive` ships it only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from model.network import ModelSettings, load_checkpoint
+from model.runtime import INT8_MODEL_NAME, OpenVinoClassifier, convert_to_openvino
+from model.video import evenly_spaced
+from training.data_dir import load_split
+from training.dataset import Collate, FaceCrops, split_items
+from training.evaluate import all_metrics, evaluate_split
+from training.scoring import video_probabilities
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    calibration_crops: int = 300  # NNCF's default subset size
+    max_auc_drop: float = 0.01  # video AUC on the validation split, int8 against fp32
+    max_probability_shift: float = 0.02  # per validation video
+    aggregation: str = "mean"
+    batch_size: int = 4
+    threads: int = 0  # OpenVINO threads for the check; 0: every core
+
+
+@dataclass(frozen=True)
+class Int8Check:
+    """What the int8 model was calibrated on and how it compares with fp32 on validation."""
+
+    calibration_crops: int
+    validation_videos: int
+    video_auc_fp32: float | None  # None when the validation split lacks a class
+    video_auc_int8: float | None
+    max_probability_shift: float
+    accepted: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def quantize(
+    network: nn.Module, settings: ModelSettings, calibration: FaceCrops, config: QuantizeConfig
+) -> tuple[Any, int]:
+    """(int8 `openvino.Model`, crops used): calibrated on up to `calibration_crops` crops
+    spread evenly over the calibration set."""
+    import nncf  # only the archive step quantizes; workers never import NNCF
+
+    if len(calibration) == 0:
+        raise ValueError("no calibration crops: the split's train videos have no faces")
+    indices = evenly_spaced(len(calibration), config.calibration_crops)
+    collate = Collate(settings)
+
+    def to_input(index: int) -> np.ndarray:
+        batch, _, _ = collate([calibration[index]])
+        return batch.numpy()
+
+    int8_model = nncf.quantize(
+        convert_to_openvino(network, settings),
+        nncf.Dataset(indices, to_input),
+        subset_size=len(indices),
+    )
+    return int8_model, len(indices)
+
+
+def check_int8(
+    network: nn.Module,
+    settings: ModelSettings,
+    int8_model: Any,
+    split_file: Path,
+    calibration_crops: int,
+    config: QuantizeConfig,
+) -> Int8Check:
+    """Score the validation split with the fp32 network and the int8 model and compare."""
+    fp32 = evaluate_split(split_file, "val", network, settings, config.batch_size)
+    int8_classifier = OpenVinoClassifier(int8_model, config.threads)
+    int8 = evaluate_split(split_file, "val", int8_classifier, settings, config.batch_size)
+    fp32_videos = video_probabilities(fp32.scores, config.aggregation)
+    int8_videos = video_probabilities(int8.scores, config.aggregation)
+    shift = max(
+        (abs(fp32_videos[v][1] - int8_videos[v][1]) for v in fp32_videos),
+        default=0.0,
+    )
+    auc_fp32 = _auc(all_metrics(fp32, config.aggregation))
+    auc_int8 = _auc(all_metrics(int8, config.aggregation))
+    problems = []
+    if not fp32_videos:
+        problems.append("the validation split has no video with faces to check on")
+    if auc_fp32 is not None and auc_int8 is not None and auc_fp32 - auc_int8 > config.max_auc_drop:
+        problems.append(
+            f"video AUC drops from {auc_fp32:.4f} to {auc_int8:.4f} "
+            f"(more than {config.max_auc_drop})"
+        )
+    if shift > config.max_probability_shift:
+        problems.append(
+            f"a validation video's fake probability moves by {shift:.4f} "
+            f"(more than {config.max_probability_shift})"
+        )
+    return Int8Check(
+        calibration_crops=calibration_crops,
+        validation_videos=len(fp32_videos),
+        video_auc_fp32=auc_fp32,
+        video_auc_int8=auc_int8,
+        max_probability_shift=float(shift),
+        accepted=not problems,
+        reason="; ".join(problems) or "within tolerance",
+    )
+
+
+def build_int8(
+    checkpoint: Path, split_file: Path, output_dir: Path, config: QuantizeConfig = QuantizeConfig()
+) -> Int8Check:
+    """Quantize, check, and save `INT8_MODEL_NAME` (+ .bin) in `output_dir` when accepted."""
+    import openvino as ov
+
+    network, settings = load_checkpoint(checkpoint)
+    split = load_split(split_file)
+    items = split_items(split, "train", split["image_dir"], fake_source="videos")
+    int8_model, used = quantize(network, settings, FaceCrops(items, settings, train=False), config)
+    check = check_int8(network, settings, int8_model, split_file, used, config)
+    if check.accepted:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        ov.save_model(int8_model, output_dir / INT8_MODEL_NAME, compress_to_fp16=False)
+    return check
+
+
+def _auc(metrics: dict[str, float]) -> float | None:
+    auc = metrics.get("video_auc", float("nan"))
+    return None if math.isnan(auc) else float(auc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--split", type=Path, required=True, help="split.json of training.data_dir")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the int8 model")
+    parser.add_argument("--calibration-crops", type=int, default=QuantizeConfig.calibration_crops)
+    parser.add_argument(
+        "--max-probability-shift", type=float, default=QuantizeConfig.max_probability_shift
+    )
+    args = parser.parse_args(argv)
+    config = QuantizeConfig(
+        calibration_crops=args.calibration_crops, max_probability_shift=args.max_probability_shift
+    )
+    check = build_int8(args.checkpoint, args.split, args.output, config)
+    print(json.dumps(check.as_dict(), indent=2))
+    return 0 if check.accepted else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
