@@ -7,6 +7,8 @@ SAMPLE_DATA ?= ../shared/data
 IMAGES ?= images
 CHECKPOINT ?= checkpoints/best.pt
 MODEL_STORE ?= model_store
+# A training split.json: also pack an int8 model calibrated and checked on it (opt-in).
+INT8_SPLIT ?=
 MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 export MLFLOW_DISABLE_TELEMETRY ?= true
@@ -51,7 +53,8 @@ $(CHECKPOINT):
 archive: setup $(MAR)  ## pack checkpoint + model/ + handler into $(MAR)
 
 $(MAR): $(CHECKPOINT) $(wildcard model/*.py handler/*.py) handler/model-config.yaml
-	$(PY) -m handler.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE)
+	$(PY) -m handler.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE) \
+		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
 
 serve: archive  ## (re)start TorchServe with $(MAR) and wait until its worker is READY
 	@$(TORCHSERVE) --stop --foreground >/dev/null 2>&1 || true

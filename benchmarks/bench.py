@@ -97,12 +97,14 @@ def make_clip(name: str) -> Path:
     return path
 
 
-def archive_variant(checkpoint: Path, store: Path, overrides: dict) -> None:
+def archive_variant(
+    checkpoint: Path, store: Path, overrides: dict, int8_split: Path | None = None
+) -> None:
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["deepfake"] = {**config["deepfake"], **overrides}
     config_file = store.parent / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    build_archive(checkpoint, store, config_file=config_file)
+    build_archive(checkpoint, store, config_file=config_file, int8_split=int8_split)
 
 
 class PeakRss:
@@ -160,11 +162,17 @@ def videos_per_minute(server: RunningServer, clip: Path, workers: int, videos: i
 
 
 def run_variant(
-    label: str, checkpoint: Path, overrides: dict, clips: dict[str, Path], args, work: Path
+    label: str,
+    checkpoint: Path,
+    overrides: dict,
+    clips: dict[str, Path],
+    args,
+    work: Path,
+    int8_split: Path | None = None,
 ) -> tuple[dict[str, ClipResult], dict[int, float], str]:
     store = work / label / "model_store"
     store.mkdir(parents=True)
-    archive_variant(checkpoint, store, overrides)
+    archive_variant(checkpoint, store, overrides, int8_split)
     server = start_server(work / label / "torchserve", store)
     try:
         path = server.client.predict(clips[next(iter(clips))], {"frames": 1})["model"]
@@ -185,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", default=",".join(CLIPS), help=f"some of {list(CLIPS)}")
     parser.add_argument("--checkpoint", type=Path, help="default: seeded random 299 px weights")
     parser.add_argument("--no-throughput", action="store_true", help="skip the 1/2-worker runs")
+    parser.add_argument(
+        "--int8-split",
+        type=Path,
+        help="training split.json: also run the shipped settings with an int8 model "
+        "calibrated on it (make archive INT8_SPLIT=...)",
+    )
     args = parser.parse_args(argv)
 
     flags = sorted(flag for flag in REPORTED_FLAGS if flag in cpu_flags())
@@ -201,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             settings = ModelSettings(name="bench-random", input_size=299)
             checkpoint = work / "checkpoint" / "best.pt"
             save_checkpoint(build_model(settings).eval(), settings, checkpoint)
+        runs = [("baseline", BASELINE_SETTINGS, None), ("shipped", {}, None)]
+        if args.int8_split:
+            runs.append(("shipped-int8", {}, args.int8_split))
         variants = {}
-        for label, overrides in (("baseline", BASELINE_SETTINGS), ("shipped", {})):
-            variants[label] = run_variant(label, checkpoint, overrides, clips, args, work)
+        for label, overrides, int8_split in runs:
+            variants[label] = run_variant(
+                label, checkpoint, overrides, clips, args, work, int8_split
+            )
             print(f"bench: {label} done ({variants[label][2]})", flush=True)
 
     print()
