@@ -18,6 +18,7 @@ checkpoint is used, the size production models have.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from handler.archive import DEFAULT_CONFIG, build_archive
 from model.cpu import cpu_flags, cpu_model
 from model.network import ModelSettings, build_model, save_checkpoint
 from model.runtime import BASELINE_PATH, choose_path
-from tests.torchserve_harness import RunningServer, start_server, stop_server
+from tests.torchserve_harness import RunningServer, start_server, stop_server, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO.parent / "shared" / "data" / "videos" / "real" / "a_wolfgang_c1.mp4"
@@ -111,7 +112,7 @@ class PeakRss:
     """Polls the server's Python workers and keeps each one's highest RSS."""
 
     def __init__(self, server: RunningServer) -> None:
-        self.marker = str(server.workdir)
+        self.server = server
         self.peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -126,10 +127,9 @@ class PeakRss:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            for process in psutil.process_iter(["cmdline", "memory_info"]):
-                command = " ".join(process.info["cmdline"] or [])
-                if "model_service_worker" in command and self.marker in command:
-                    rss = process.info["memory_info"].rss
+            for process in worker_processes(self.server):
+                with contextlib.suppress(psutil.Error):
+                    rss = process.memory_info().rss
                     self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
             time.sleep(0.2)
 

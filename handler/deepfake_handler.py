@@ -21,8 +21,8 @@ import psutil
 
 from handler.archive import ARCHIVE_INFO
 from handler.options import RequestError, ServingConfig, request_options, video_bytes
-from model.cpu import cpu_model
-from model.errors import CheckpointError, VideoInputError
+from model.cpu import cpu_model, limit_library_threads
+from model.errors import CheckpointError, VideoInputError, VideoLimitError
 from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
 from model.network import file_sha256, load_checkpoint
@@ -54,6 +54,7 @@ class DeepfakeHandler(BaseHandler):
         int8_model = _archived_int8_model(model_dir, archived)
         self.path = choose_path(self.config.inference_path, int8_available=int8_model is not None)
         self._threads = self._thread_share()
+        limit_library_threads(self._threads)
         self.classifier = prepare_classifier(
             self.network, self.settings, self.path, self._threads, int8_model
         )
@@ -89,14 +90,24 @@ class DeepfakeHandler(BaseHandler):
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
-                video = video_bytes(row)
-                options = request_options(row, context.get_all_request_header(idx), self.config)
+                headers = context.get_all_request_header(idx)
+                video = video_bytes(row, headers)
+                options = request_options(row, headers, self.config)
                 explain = context.get_request_header(idx, "explain") == "True"
                 faces = extract_faces(
-                    video, options.pipeline.sampling, self.detector, self.settings, self._threads
+                    video,
+                    options.pipeline.sampling,
+                    self.detector,
+                    self.settings,
+                    self._threads,
+                    self.config.limits,
                 )
             except RequestError as error:
                 responses[idx] = self._error(context, idx, error.status, error.error, error.message)
+                continue
+            except VideoLimitError as error:
+                status = 422 if error.code == "decode_timeout" else 413
+                responses[idx] = self._error(context, idx, status, error.code, str(error))
                 continue
             except VideoInputError as error:
                 responses[idx] = self._error(context, idx, 400, "invalid_video", str(error))
@@ -228,6 +239,7 @@ class DeepfakeHandler(BaseHandler):
         """Re-checked per batch because operators scale workers while the server runs."""
         wanted = self._thread_share()
         if wanted != self._threads:
+            limit_library_threads(wanted)
             self.classifier.set_threads(wanted)
             self._threads = wanted
             logger.info("deepfake: torch threads %d (%d usable cores)", wanted, _usable_cores())

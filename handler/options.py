@@ -16,7 +16,7 @@ from model.aggregation import AGGREGATIONS
 from model.faces import DetectorConfig
 from model.pipeline import PipelineConfig
 from model.runtime import PATHS
-from model.video import SamplingConfig
+from model.video import SamplingConfig, VideoLimits
 
 # Where TorchServe puts the upload: the raw body, or the multipart form field named "data".
 VIDEO_FIELDS = ("body", "data")
@@ -46,6 +46,7 @@ class ServingConfig:
     explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
     max_explain_faces: int = 8
     max_interval: int = 1000
+    limits: VideoLimits = field(default_factory=VideoLimits)  # per uploaded video
 
     def __post_init__(self) -> None:
         if self.inference_path != "auto" and self.inference_path not in PATHS:
@@ -87,6 +88,16 @@ class ServingConfig:
             explain_faces=int(block.pop("explain_faces", cls.explain_faces)),
             max_explain_faces=int(block.pop("max_explain_faces", cls.max_explain_faces)),
             max_interval=int(block.pop("max_interval", cls.max_interval)),
+            limits=VideoLimits(
+                max_pixels=_optional_int(block.pop("max_pixels", VideoLimits.max_pixels)),
+                max_duration_s=_optional_float(
+                    block.pop("max_duration_s", VideoLimits.max_duration_s)
+                ),
+                max_frame_count=_optional_int(
+                    block.pop("max_frame_count", VideoLimits.max_frame_count)
+                ),
+                max_decode_s=_optional_float(block.pop("max_decode_s", VideoLimits.max_decode_s)),
+            ),
         )
         if block:
             raise ValueError(f"unknown keys in the model config's deepfake block: {sorted(block)}")
@@ -155,8 +166,26 @@ def request_options(
     )
 
 
-def video_bytes(values: Mapping[str, Any]) -> bytes | bytearray:
+# Declared types that cannot be a video file: refused even when the bytes would decode, so a
+# client that mislabels its upload learns it from the answer rather than by accident.
+REFUSED_CONTENT_TYPES = ("application/json", "text/", "image/", "audio/")
+
+
+def video_bytes(
+    values: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> bytes | bytearray:
     """The uploaded video from TorchServe's request row, or a RequestError saying how to send it."""
+    declared = next(
+        (str(v) for k, v in (headers or {}).items() if str(k).lower() == "content-type"), ""
+    )
+    kind = declared.split(";", 1)[0].strip().lower()
+    if kind.startswith(REFUSED_CONTENT_TYPES):
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {kind} is not a video: send the file's bytes as "
+            "application/octet-stream (or video/mp4 etc.), or as multipart field 'data'",
+        )
     for name in VIDEO_FIELDS:
         value = values.get(name)
         if value is None:
@@ -224,3 +253,7 @@ def _flag(text: Mapping[str, str], name: str) -> bool:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

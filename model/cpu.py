@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import torch
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -53,3 +54,11 @@ def resolve_precision(requested: str) -> str:
 def autocast(precision: str) -> torch.autocast:
     """CPU autocast to bf16 when `precision` is "bf16"; a no-op context for "fp32"."""
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def limit_library_threads(threads: int) -> None:
+    """Cap the thread pools that otherwise use every core in each process: torch's intra-op
+    pool (crop normalization, the torch engines) and OpenCV's (resizing, colour conversion).
+    A server worker passes its share of the cores so N workers do not oversubscribe them."""
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)

@@ -13,5 +13,15 @@ class VideoInputError(DeepfakeServeError, ValueError):
     """
 
 
+class VideoLimitError(VideoInputError):
+    """A readable video over a configured limit (pixels, duration, frames, decode time),
+    refused before or while decoding so one upload cannot hold a worker for long.
+    `code` names the limit kind for the HTTP error body."""
+
+    def __init__(self, message: str, code: str = "video_too_large") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class CheckpointError(DeepfakeServeError):
     """A checkpoint or its settings file is missing, malformed, or does not fit the network."""

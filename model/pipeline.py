@@ -18,7 +18,14 @@ from model.aggregation import AGGREGATIONS, aggregate
 from model.faces import DetectorConfig, FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.tensors import crops_to_batch
-from model.video import SamplingConfig, VideoInfo, VideoReader, VideoSource
+from model.video import (
+    DEFAULT_LIMITS,
+    SamplingConfig,
+    VideoInfo,
+    VideoLimits,
+    VideoReader,
+    VideoSource,
+)
 
 NO_FACE = "no_face"
 
@@ -97,13 +104,15 @@ def extract_faces(
     detector: FaceDetector,
     settings: ModelSettings,
     decode_threads: int = 0,
+    limits: VideoLimits = DEFAULT_LIMITS,
 ) -> VideoFaces:
     """Decode the sampled frames, find the faces and cut their crops as the settings say;
     each full frame is dropped once its faces are cut, so memory holds crops only.
-    `decode_threads`: FFmpeg's decoder threads (0: all cores)."""
+    `decode_threads`: FFmpeg's decoder threads (0: all cores); `limits`: what the video may
+    cost (`VideoLimitError` past them)."""
     timing_ms = {"decode": 0.0, "detect": 0.0}
     frames: list[FrameFaces] = []
-    with VideoReader(source, decode_threads) as reader:
+    with VideoReader(source, decode_threads, limits) as reader:
         width, height = reader.info.width, reader.info.height
         sampled = reader.sample(sampling)
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from model.errors import VideoInputError
+from model.errors import VideoInputError, VideoLimitError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -36,6 +37,27 @@ VIDEO_SUFFIXES = frozenset(
 
 # More than this share of the frames the container declares missing means the file was cut short.
 _TRUNCATION_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What one video may cost; checked from the container's header before the first frame is
+    decoded (pixels, declared duration and frame count) and while decoding (decode time).
+    None: no limit."""
+
+    max_pixels: int | None = 4096 * 2304  # per frame: 4K UHD and DCI 4K pass, 8K does not
+    max_duration_s: float | None = 600.0
+    max_frame_count: int | None = 36_000  # 10 minutes at 60 fps
+    max_decode_s: float | None = 60.0  # wall time inside the decoder for one video
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_duration_s", "max_frame_count", "max_decode_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, got {value}")
+
+
+DEFAULT_LIMITS = VideoLimits()
 
 
 @dataclass(frozen=True)
@@ -102,18 +124,25 @@ class VideoReader:
     """An open video. `info` is read on open; `sample()` then streams the chosen frames so a long
     video is never held in memory whole. Use as a context manager."""
 
-    def __init__(self, source: VideoSource, threads: int = 0) -> None:
+    def __init__(
+        self, source: VideoSource, threads: int = 0, limits: VideoLimits = DEFAULT_LIMITS
+    ) -> None:
         """`threads`: FFmpeg decoder threads; 0 lets FFmpeg use every core (a server worker
-        passes its share, so workers do not oversubscribe the cores)."""
+        passes its share, so workers do not oversubscribe the cores). `limits`: refuse videos
+        over them with `VideoLimitError`."""
         self._source = _validated_source(source)
+        self._limits = limits
+        self._decode_s = 0.0
         self._container = _open_container(self._source)
         try:
             self._stream = _video_stream(self._container)
+            self._check_header_limits()
             self._stream.thread_type = "AUTO"  # frame + slice threads in FFmpeg's decoder
             self._stream.codec_context.thread_count = threads
             self._decoded = self._container.decode(self._stream)
             self._first_frame = self._next_decoded_frame(index=0)
             self.info = self._read_info()
+            self._check_info_limits()
         except BaseException:
             self._container.close()
             raise
@@ -147,13 +176,42 @@ class VideoReader:
         self._check_not_truncated(decoded=index)
 
     def _next_decoded_frame(self, index: int) -> av.VideoFrame | None:
+        started = time.perf_counter()
         try:
-            return next(self._decoded, None)
+            frame = next(self._decoded, None)
         except av.FFmpegError as error:
             raise VideoInputError(
                 f"video data is corrupt or truncated: reading frame {index} failed "
                 f"({_describe(error)})"
             ) from error
+        self._decode_s += time.perf_counter() - started
+        limit = self._limits.max_decode_s
+        if limit is not None and self._decode_s > limit:
+            raise VideoLimitError(
+                f"decoding took longer than the server allows ({limit:g} s, stopped at frame "
+                f"{index}); send a shorter or lower-resolution video",
+                code="decode_timeout",
+            )
+        return frame
+
+    def _check_header_limits(self) -> None:
+        """Before any frame is decoded: the size the codec parameters declare."""
+        context = self._stream.codec_context
+        _check_pixels(context.width, context.height, self._limits)
+
+    def _check_info_limits(self) -> None:
+        info, limits = self.info, self._limits
+        _check_pixels(info.width, info.height, limits)
+        if limits.max_duration_s is not None and info.duration_s > limits.max_duration_s:
+            raise VideoLimitError(
+                f"video is {info.duration_s:.0f} s long; the server accepts up to "
+                f"{limits.max_duration_s:g} s"
+            )
+        if limits.max_frame_count is not None and info.frame_count > limits.max_frame_count:
+            raise VideoLimitError(
+                f"video has {info.frame_count} frames; the server accepts up to "
+                f"{limits.max_frame_count}"
+            )
 
     def _read_info(self) -> VideoInfo:
         stream = self._stream
@@ -229,6 +287,14 @@ def find_videos(inputs: Iterable[Path]) -> list[Path]:
     return paths
 
 
+def _check_pixels(width: int, height: int, limits: VideoLimits) -> None:
+    if limits.max_pixels is not None and width * height > limits.max_pixels:
+        raise VideoLimitError(
+            f"video frames are {width}x{height} ({width * height / 1e6:.1f} megapixels); the "
+            f"server accepts up to {limits.max_pixels / 1e6:.1f} megapixels per frame"
+        )
+
+
 def _validated_source(source: VideoSource) -> bytes | bytearray | memoryview | Path:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -247,6 +313,11 @@ def _open_container(source: bytes | bytearray | memoryview | Path) -> av.contain
     try:
         container = av.open(file, mode="r", metadata_errors="ignore")
     except av.FFmpegError as error:
+        if _starts_like_mp4(source):
+            raise VideoInputError(
+                "MP4/MOV file is truncated or damaged: it starts like one, but FFmpeg cannot "
+                f"read its index (the moov box) ({_describe(error)}); upload the whole file again"
+            ) from error
         raise VideoInputError(
             f"not a video file FFmpeg can read ({_describe(error)}); "
             "send a video such as MP4, MOV, MKV, WebM or AVI"
@@ -257,6 +328,16 @@ def _open_container(source: bytes | bytearray | memoryview | Path) -> av.contain
         image_kind = demuxers[0].removesuffix("_pipe").upper()
         raise VideoInputError(f"got a still image ({image_kind}), not a video")
     return container
+
+
+def _starts_like_mp4(source: bytes | bytearray | memoryview | Path) -> bool:
+    """An ISO base media file (MP4, MOV, 3GP) opens with an `ftyp` box."""
+    if isinstance(source, Path):
+        with source.open("rb") as file:
+            head = file.read(12)
+    else:
+        head = bytes(source[:12])
+    return head[4:8] == b"ftyp"
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:

@@ -65,6 +65,24 @@ def test_where_the_video_is_not(row, status, error):
     assert (raised.value.status, raised.value.error) == (status, error)
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "text/plain; charset=utf-8", "image/png", "audio/mp4"]
+)
+def test_a_declared_type_that_cannot_be_a_video_is_refused(content_type):
+    with pytest.raises(RequestError, match="is not a video") as raised:
+        video_bytes({"body": bytearray(b"video")}, {"Content-Type": content_type})
+    assert (raised.value.status, raised.value.error) == (415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/octet-stream", "video/mp4", "multipart/form-data; boundary=x", ""],
+)
+def test_video_and_binary_types_are_accepted(content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    assert video_bytes({"body": bytearray(b"video")}, headers) == b"video"
+
+
 def test_the_video_is_the_raw_body_or_the_data_field():
     assert video_bytes({"body": bytearray(b"abc")}) == b"abc"
     assert video_bytes({"data": bytearray(b"xyz"), "frames": b"3"}) == b"xyz"

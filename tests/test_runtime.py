@@ -3,10 +3,12 @@ is the benchmark's job)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from model.cpu import limit_library_threads
 from model.faces import make_detector
 from model.network import ModelSettings, build_model
 from model.pipeline import PipelineConfig, classify_crops, extract_faces
@@ -70,3 +72,13 @@ def test_int8_path_without_an_int8_model_says_how_to_build_one(network_and_crops
     network, settings, _ = network_and_crops
     with pytest.raises(ValueError, match="--int8-split"):
         prepare_classifier(network, settings, InferencePath("openvino-int8"), 2)
+
+
+def test_a_worker_share_caps_torch_and_opencv_thread_pools():
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        limit_library_threads(1)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])

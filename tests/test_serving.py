@@ -191,7 +191,7 @@ def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_vi
             {"Content-Type": "application/json"},
             415,
             "unsupported_media_type",
-            "JSON",
+            "Content-Type application/json is not a video",
         ),
     ]
     for body, headers, status, error, message in cases:

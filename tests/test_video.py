@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.errors import VideoInputError
-from model.video import SamplingConfig, VideoReader, evenly_spaced, read_sampled_frames
+from model.errors import VideoInputError, VideoLimitError
+from model.video import (
+    SamplingConfig,
+    VideoLimits,
+    VideoReader,
+    evenly_spaced,
+    read_sampled_frames,
+)
 from tests.video_factory import (
     blank_frames,
     encode_audio_only,
@@ -119,7 +125,7 @@ def test_sampling_runs_once_per_reader(one_face_video):
         (lambda: encode_image(grace_hopper_rgb(), ".png"), r"still image \(PNG\)"),
         (lambda: encode_image(grace_hopper_rgb(), ".jpg"), r"still image \(JPEG\)"),
         (lambda: encode_audio_only(), "only audio"),
-        (lambda: encode_video([grace_hopper_rgb()] * 30)[:20_000], "not a video file"),
+        (lambda: encode_video([grace_hopper_rgb()] * 30)[:20_000], "MP4/MOV file is truncated"),
         (
             lambda: _truncated(encode_video([grace_hopper_rgb()] * 30, faststart=True), 0.5),
             "corrupt or truncated",
@@ -166,3 +172,25 @@ def test_sampling_config_rejects_nonsense(kwargs):
 
 def _truncated(data: bytes, fraction: float) -> bytes:
     return data[: int(len(data) * fraction)]
+
+
+def test_limits_refuse_before_decoding_and_while_decoding():
+    small = encode_video(blank_frames(30, 64, 48))
+    with pytest.raises(VideoLimitError, match="64x48") as error:
+        VideoReader(small, limits=VideoLimits(max_pixels=64 * 47))
+    assert error.value.code == "video_too_large"
+    with pytest.raises(VideoLimitError, match="30 frames; the server accepts up to 29"):
+        VideoReader(small, limits=VideoLimits(max_frame_count=29))
+    long = encode_video(blank_frames(2), frame_times_s=[0.0, 3600.0])
+    with pytest.raises(VideoLimitError, match="3600 s long"):
+        VideoReader(long)  # the default limits: 600 s
+    with pytest.raises(VideoLimitError, match="decoding took longer") as error:
+        VideoReader(small, limits=VideoLimits(max_decode_s=1e-9))  # the first frame is too slow
+    assert error.value.code == "decode_timeout"
+
+
+def test_within_limits_reads_normally():
+    small = encode_video(blank_frames(30, 64, 48))
+    exact = VideoLimits(max_pixels=64 * 48, max_duration_s=1.3, max_frame_count=30)
+    with VideoReader(small, limits=exact) as reader:
+        assert len(list(reader.sample(SamplingConfig(interval=1)))) == 30

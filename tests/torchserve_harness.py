@@ -63,8 +63,10 @@ def config_text(model_store: Path, ports: list[int], **overrides: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_env(workdir: Path, log_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def server_env(
+    workdir: Path, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    env = {**os.environ, **(extra_env or {})}
     # TorchServe's pid file lives in the temp folder: a private one keeps a user's server apart.
     env.update(
         TMPDIR=str(workdir / "tmp"),
@@ -76,7 +78,11 @@ def server_env(workdir: Path, log_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_server(workdir: Path, model_store: Path, **overrides: str) -> RunningServer:
+def start_server(
+    workdir: Path, model_store: Path, extra_env: dict[str, str] | None = None, **overrides: str
+) -> RunningServer:
+    """TorchServe on free loopback ports with a private temp folder, key file and logs;
+    `extra_env` is added to its environment, `overrides` to its config.properties."""
     ports = free_ports(3)
     log_dir = workdir / "logs"
     (workdir / "tmp").mkdir(parents=True)
@@ -86,7 +92,7 @@ def start_server(workdir: Path, model_store: Path, **overrides: str) -> RunningS
     subprocess.run(
         [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config)],
         cwd=workdir,
-        env=server_env(workdir, log_dir),
+        env=server_env(workdir, log_dir, extra_env),
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -121,6 +127,17 @@ def stop_server(server: RunningServer) -> None:
             with contextlib.suppress(psutil.Error):
                 process.send_signal(signal.SIGKILL)
     shutil.rmtree(server.workdir / "tmp", ignore_errors=True)
+
+
+def worker_processes(server: RunningServer) -> list[psutil.Process]:
+    """The server's Python workers (their socket paths lie in its private temp folder)."""
+    marker = str(server.workdir)
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "model_service_worker" in command and marker in command:
+            found.append(process)
+    return found
 
 
 def scoring_workers(log: str) -> set[str]:

@@ -1,0 +1,192 @@
+"""The bad-input corpus: every kind of upload an internet-facing server must survive, made by
+code (nothing binary is committed), with the answer the server owes each one."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from tests.video_factory import (
+    blank_frames,
+    encode_audio_only,
+    encode_image,
+    encode_video,
+    grace_hopper_rgb,
+)
+
+CORPUS_MAX_REQUEST_BYTES = 8_000_000  # the corpus server's max_request_size
+
+
+@dataclass(frozen=True)
+class Case:
+    """One upload and what the server must answer: `status`, and either the JSON `error` kind
+    with a message matching `message`, or for 200 the verdict `label`."""
+
+    name: str
+    make: Callable[[], bytes]
+    status: int
+    error: str | None = None
+    message: str | None = None
+    label: str | None = None  # for 200: "no_face", or "face" for any verdict on faces
+    send: str = "raw"  # raw | multipart_wrong_field | json | text
+
+
+def face_clip(frames: int = 12, width: int = 640) -> bytes:
+    portrait = _fit(grace_hopper_rgb(), width, width * 9 // 16)
+    return encode_video([np.roll(portrait, i, axis=1) for i in range(frames)])
+
+
+def ten_faces() -> bytes:
+    """Ten portraits in a 5 x 2 grid on a 1280 x 720 canvas."""
+    tile = cv2.resize(grace_hopper_rgb(), (256, 300), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((720, 1280, 3), dtype=np.uint8)
+    for row in range(2):
+        for col in range(5):
+            canvas[60 + row * 320 : 360 + row * 320, col * 256 : (col + 1) * 256] = tile
+    return encode_video([canvas] * 4)
+
+
+def pixel_bomb() -> bytes:
+    """A few kilobytes that decode to 7680 x 4320 frames (33 megapixels each)."""
+    return encode_video(blank_frames(2, width=7680, height=4320), fps=1)
+
+
+def duration_bomb() -> bytes:
+    """Two tiny frames an hour apart: a container that claims a 1-hour video."""
+    return encode_video(blank_frames(2), frame_times_s=[0.0, 3600.0])
+
+
+def corrupt_moov(data: bytes) -> bytes:
+    """Overwrite the movie header's box contents (sizes, track tables) with junk."""
+    start = data.index(b"moov") + 4
+    junk = np.random.default_rng(1).bytes(min(2000, len(data) - start))
+    return data[:start] + junk + data[start + len(junk) :]
+
+
+def truncated(fraction: float) -> bytes:
+    data = face_clip(frames=30)
+    return data[: int(len(data) * fraction)]
+
+
+def _fit(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The portrait centred on a black canvas of the given size."""
+    scale = min(width / rgb.shape[1], height / rgb.shape[0])
+    small = cv2.resize(rgb, (int(rgb.shape[1] * scale), int(rgb.shape[0] * scale)))
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    y, x = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return canvas
+
+
+def _rotated_face_clip() -> bytes:
+    """Stored sideways with a display matrix saying 'turn 90 degrees' (as phones record)."""
+    upright = _fit(grace_hopper_rgb(), 640, 360)
+    return encode_video([np.ascontiguousarray(np.rot90(upright, k=-1))] * 6, rotation=90)
+
+
+def _variable_frame_rate() -> bytes:
+    portrait = _fit(grace_hopper_rgb(), 640, 360)
+    times = [0.0, 0.04, 0.08, 0.5, 0.55, 1.5, 1.52, 3.0]
+    return encode_video([portrait] * len(times), frame_times_s=times)
+
+
+CORPUS = [
+    Case("empty body", lambda: b"", 400, "empty_body", "0 bytes"),
+    Case("1 byte", lambda: b"\x00", 400, "invalid_video", "not a video file"),
+    Case(
+        "random bytes",
+        lambda: np.random.default_rng(0).bytes(100_000),
+        400,
+        "invalid_video",
+        "not a video file",
+    ),
+    Case(
+        "PNG image",
+        lambda: encode_image(grace_hopper_rgb(), ".png"),
+        400,
+        "invalid_video",
+        r"still image \(PNG\)",
+    ),
+    Case(
+        "JPEG image",
+        lambda: encode_image(grace_hopper_rgb(), ".jpg"),
+        400,
+        "invalid_video",
+        r"still image \(JPEG\)",
+    ),
+    Case(
+        "text file",
+        lambda: b"just some text, not a video\n" * 100,
+        400,
+        "invalid_video",
+        "not a video file",
+    ),
+    Case("mp4 cut at 10%", lambda: truncated(0.1), 400, "invalid_video", "truncated"),
+    Case("mp4 cut at 50%", lambda: truncated(0.5), 400, "invalid_video", "truncated"),
+    Case("mp4 cut at 90%", lambda: truncated(0.9), 400, "invalid_video", "truncated"),
+    Case(
+        "corrupted moov atom",
+        lambda: corrupt_moov(face_clip()),
+        400,
+        "invalid_video",
+        "not a video|corrupt|truncated|no decodable frame|no video stream",
+    ),
+    Case("audio only", encode_audio_only, 400, "invalid_video", "only audio"),
+    Case("1-frame video", lambda: face_clip(frames=1), 200, label="face"),
+    Case("16x16 video", lambda: encode_video(blank_frames(10, 16, 16)), 200, label="no_face"),
+    Case(
+        "4K video",
+        lambda: encode_video([_fit(grace_hopper_rgb(), 3840, 2160)] * 3),
+        200,
+        label="face",
+    ),
+    Case(
+        "60-second video",
+        lambda: encode_video(blank_frames(60 * 25, 64, 48), fps=25),
+        200,
+        label="no_face",
+    ),
+    Case("rotated 90 degrees by metadata", _rotated_face_clip, 200, label="face"),
+    Case("variable frame rate", _variable_frame_rate, 200, label="face"),
+    Case("no face", lambda: encode_video(blank_frames(20, 320, 240)), 200, label="no_face"),
+    Case("10 faces", ten_faces, 200, label="face"),
+    Case("pixel bomb (8K frames)", pixel_bomb, 413, "video_too_large", "megapixels"),
+    Case("duration bomb (claims 1 hour)", duration_bomb, 413, "video_too_large", "3600 s long"),
+    Case(
+        "larger than max_request_size",
+        lambda: bytes(CORPUS_MAX_REQUEST_BYTES + 1_000_000),
+        413,
+    ),
+    Case(
+        "multipart with the wrong field name",
+        face_clip,
+        400,
+        "missing_video",
+        "data",
+        send="multipart_wrong_field",
+    ),
+    Case(
+        "video labelled Content-Type application/json",
+        face_clip,
+        415,
+        "unsupported_media_type",
+        "Content-Type application/json is not a video",
+        send="json",
+    ),
+    Case(
+        "video labelled Content-Type text/plain",
+        face_clip,
+        415,
+        "unsupported_media_type",
+        "Content-Type text/plain is not a video",
+        send="text",
+    ),
+]
+
+
+def matches(case: Case, message: str) -> bool:
+    return case.message is None or re.search(case.message, message, re.IGNORECASE) is not None
