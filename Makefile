@@ -13,7 +13,7 @@ MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo demo-model archive serve stop bench mlflow-ui test test-slow lint format clean
+.PHONY: setup check-java demo demo-model archive serve stop bench loadtest mlflow-ui test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -68,6 +68,9 @@ stop:  ## stop TorchServe
 
 bench: setup  ## straightforward vs shipped path, end to end through TorchServe (~15 min)
 	$(PY) -m benchmarks.bench
+
+loadtest: setup  ## 200 mixed requests, 8 clients, 2 workers, one worker killed (~5 min)
+	$(PY) -m benchmarks.loadtest
 
 mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
