@@ -5,6 +5,7 @@ and the server's temp folder holds nothing more afterwards."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from handler.archive import build_archive
 from model.network import ModelSettings, build_model, save_checkpoint
 from tests.bad_inputs import CORPUS, CORPUS_MAX_REQUEST_BYTES, Case, matches
-from tests.torchserve_harness import start_server, stop_server, worker_processes
+from tests.torchserve_harness import REPO_ROOT, start_server, stop_server, worker_processes
 
 pytestmark = pytest.mark.serving
 
@@ -144,3 +145,30 @@ def test_no_credential_key_or_upload_is_echoed_in_answers_or_logs(answers, serve
     head = next(c for c, _ in results if c.name == "random bytes").make()[:48]
     for encoded in (head.hex(), base64.b64encode(head).decode()):
         assert not any(encoded in t for t in texts), "an answer or log echoes the upload"
+
+
+def test_the_shipped_config_is_hardened():
+    config = dict(
+        line.split("=", 1)
+        for line in (REPO_ROOT / "config.properties").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    for port in ("inference_address", "management_address", "metrics_address"):
+        assert config[port].startswith("http://127.0.0.1:"), config[port]
+    assert config["disable_token_authorization"] == "false"
+    assert config["enable_model_api"] == "false"
+    assert config["model_store"] == "model_store" and config["load_models"] == "deepfake.mar"
+    assert config["allowed_urls"] == "file://.*/model_store/.*"
+    blocked = re.compile(config["blacklist_env_vars"])
+    for name in [*SECRETS, "AWS_ACCESS_KEY_ID", "HF_TOKEN", "DB_PASSWORD"]:
+        assert blocked.fullmatch(name), name
+    assert not blocked.fullmatch("PATH") and not blocked.fullmatch("TMPDIR")
+
+
+def test_registering_a_model_over_the_api_is_refused(server):
+    url = f"{server.client.address.management_url}/models"
+    auth = server.client._auth("management")
+    for source in ("https://example.com/evil.mar", "file:///etc/passwd"):
+        response = requests.post(url, params={"url": source}, headers=auth, timeout=30)
+        assert response.status_code in (400, 403, 405), (source, response.text)
+    assert server.client.ready_workers() >= 1
