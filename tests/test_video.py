@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from model.errors import VideoInputError, VideoLimitError
 from model.video import (
@@ -194,3 +196,21 @@ def test_within_limits_reads_normally():
     exact = VideoLimits(max_pixels=64 * 48, max_duration_s=1.3, max_frame_count=30)
     with VideoReader(small, limits=exact) as reader:
         assert len(list(reader.sample(SamplingConfig(interval=1)))) == 30
+
+
+@given(
+    frame_count=st.integers(0, 100_000),
+    interval=st.integers(1, 1000),
+    num_frames=st.none() | st.integers(1, 500),
+    max_frames=st.integers(1, 200),
+)
+def test_sampling_never_exceeds_the_cap_and_stays_in_the_video(
+    frame_count, interval, num_frames, max_frames
+):
+    sampling = SamplingConfig(interval=interval, num_frames=num_frames, max_frames=max_frames)
+    indices = sampling.frame_indices(frame_count)
+    assert 1 <= len(indices) <= max_frames
+    if num_frames is not None:
+        assert len(indices) <= num_frames
+    assert indices == sorted(set(indices))
+    assert indices[0] == 0 and indices[-1] <= max(frame_count, 1) - 1
