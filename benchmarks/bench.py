@@ -36,9 +36,9 @@ import yaml
 
 from handler.archive import DEFAULT_CONFIG, build_archive
 from model.cpu import cpu_flags, cpu_model
-from model.network import ModelSettings, build_model, save_checkpoint
+from model.network import ModelSettings
 from model.runtime import BASELINE_PATH, choose_path
-from tests.torchserve_harness import RunningServer, start_server, stop_server, worker_processes
+from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEO = REPO.parent / "shared" / "data" / "videos" / "real" / "a_wolfgang_c1.mp4"
@@ -173,8 +173,7 @@ def run_variant(
     store = work / label / "model_store"
     store.mkdir(parents=True)
     archive_variant(checkpoint, store, overrides, int8_split)
-    server = start_server(work / label / "torchserve", store)
-    try:
+    with serving(work / label / "torchserve", store) as server:
         path = server.client.predict(clips[next(iter(clips))], {"frames": 1})["model"]
         results = {name: measure_clip(server, clip, args.requests) for name, clip in clips.items()}
         throughput = {}
@@ -182,8 +181,6 @@ def run_variant(
             first = clips[next(iter(clips))]
             for workers in (1, 2):
                 throughput[workers] = videos_per_minute(server, first, workers, 4 * workers)
-    finally:
-        stop_server(server)
     return results, throughput, path["inference_path"]
 
 
@@ -211,10 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(folder)
         checkpoint = args.checkpoint
         if checkpoint is None:
-            torch.manual_seed(0)
             settings = ModelSettings(name="bench-random", input_size=299)
-            checkpoint = work / "checkpoint" / "best.pt"
-            save_checkpoint(build_model(settings).eval(), settings, checkpoint)
+            checkpoint = random_checkpoint(work / "checkpoint" / "best.pt", settings)
         runs = [("baseline", BASELINE_SETTINGS, None), ("shipped", {}, None)]
         if args.int8_split:
             runs.append(("shipped-int8", {}, args.int8_split))

@@ -17,6 +17,7 @@ Ends with one line:
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import tempfile
@@ -27,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-import torch
 
 from handler.archive import build_archive
-from model.network import ModelSettings, build_model, save_checkpoint
+from model.network import ModelSettings
 from tests.bad_inputs import CORPUS, Case
-from tests.torchserve_harness import RunningServer, start_server, stop_server, worker_processes
+from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -197,10 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     pool = uploads()
     with tempfile.TemporaryDirectory(prefix="deepfake-loadtest-") as folder:
         work = Path(folder)
-        checkpoint = args.checkpoint or _random_checkpoint(work)
+        settings = ModelSettings(name="loadtest-random", input_size=160)
+        checkpoint = args.checkpoint or random_checkpoint(work / "checkpoint" / "best.pt", settings)
         build_archive(checkpoint, work / "store")
-        server = start_server(work / "torchserve", work / "store")
-        try:
+        with serving(work / "torchserve", work / "store") as server:
             server.client.scale(2)
             reference = {}
             for upload in pool:
@@ -222,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             unexpected = len(load.unexpected)
             if not args.no_kill:
                 unexpected += _kill_phase(server, pool, reference, args)
-        finally:
-            stop_server(server)
     print(
         f"loadtest: {load.answered}/{args.requests} answered, {unexpected} unexpected errors, "
         f"p95 {load.percentile_ms(0.95):.0f} ms"
@@ -255,7 +253,7 @@ def _kill_phase(server: RunningServer, pool: list[Upload], reference: dict, args
         f"{sorted({str(o.status or o.error) for o in failed})}"
     )
     excess = max(0, len(failed) - BATCH_SIZE)
-    recovered = recovery.get("recovered_s", float("nan")) == recovery.get("recovered_s")
+    recovered = math.isfinite(recovery.get("recovered_s", math.nan))
     return len(phase.unexpected) + excess + (0 if recovered else 1)
 
 
@@ -267,14 +265,6 @@ def _report(label: str, phase: Phase, count: int) -> None:
     )
     for why in phase.unexpected[:10]:
         print(f"loadtest [{label}]: unexpected: {why}")
-
-
-def _random_checkpoint(work: Path) -> Path:
-    torch.manual_seed(0)
-    settings = ModelSettings(name="loadtest-random", input_size=160)
-    path = work / "checkpoint" / "best.pt"
-    save_checkpoint(build_model(settings).eval(), settings, path)
-    return path
 
 
 def _close(a: float | None, b: float | None) -> bool:

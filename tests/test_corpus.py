@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import torch
 
 from handler.archive import build_archive
-from model.network import ModelSettings, build_model, save_checkpoint
+from model.network import ModelSettings
 from tests.bad_inputs import CORPUS, CORPUS_MAX_REQUEST_BYTES, Case, matches
-from tests.torchserve_harness import REPO_ROOT, start_server, stop_server, worker_processes
+from tests.torchserve_harness import REPO_ROOT, random_checkpoint, serving, worker_processes
 
 pytestmark = pytest.mark.serving
 
@@ -31,22 +30,19 @@ SECRETS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    torch.manual_seed(0)
     settings = ModelSettings(name="deepfake-corpus-test", input_size=160)
-    checkpoint = tmp_path_factory.mktemp("corpus-checkpoint") / "best.pt"
-    save_checkpoint(build_model(settings).eval(), settings, checkpoint)
+    checkpoint = random_checkpoint(
+        tmp_path_factory.mktemp("corpus-checkpoint") / "best.pt", settings
+    )
     store = tmp_path_factory.mktemp("corpus-store")
     build_archive(checkpoint, store)
-    running = start_server(
+    with serving(
         tmp_path_factory.mktemp("corpus-torchserve"),
         store,
         extra_env=SECRETS,
         max_request_size=str(CORPUS_MAX_REQUEST_BYTES),
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,20 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from model.faces import make_detector
-from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from model.network import ModelSettings, load_checkpoint
 from model.pipeline import PipelineConfig, classify_crops, extract_faces, verdict_from_probabilities
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
 from model.video import SamplingConfig
+from tests.torchserve_harness import random_checkpoint
 from training.quantize import QuantizeConfig, build_int8, main
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
     settings = ModelSettings(name="int8-test", input_size=160)
-    path = tmp_path_factory.mktemp("int8-checkpoint") / "best.pt"
-    save_checkpoint(build_model(settings).eval(), settings, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("int8-checkpoint") / "best.pt", settings)
 
 
 @pytest.fixture(scope="module")

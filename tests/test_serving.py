@@ -20,11 +20,11 @@ from handler import client as client_cli
 from handler.archive import ARCHIVE_INFO, build_archive
 from handler.client import DeepfakeClient, ServerError, read_keys
 from model.faces import make_detector
-from model.network import ModelSettings, build_model, file_sha256, load_checkpoint, save_checkpoint
+from model.network import ModelSettings, file_sha256, load_checkpoint, save_checkpoint
 from model.pipeline import PipelineConfig, analyze_video
 from model.report import SCHEMA_VERSION, decode_image_base64
 from model.runtime import INT8_MODEL_NAME, choose_path
-from tests.torchserve_harness import scoring_workers, start_server, stop_server
+from tests.torchserve_harness import random_checkpoint, scoring_workers, serving
 from tests.video_factory import encode_video
 
 pytestmark = pytest.mark.serving
@@ -44,12 +44,8 @@ MODEL_KEYS = {
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """Random Xception weights at 160 px in the training checkpoint format."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
     settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
-    path = tmp_path_factory.mktemp("checkpoint") / "best.pt"
-    save_checkpoint(build_model(settings).eval(), settings, path)
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +63,12 @@ def model_store(checkpoint, split_file, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model_store, tmp_path_factory, sample_videos):
-    running = start_server(
+    with serving(
         tmp_path_factory.mktemp("torchserve"),
         model_store,
         load_models="deepfake.mar,deepfake-v2.mar",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        stop_server(running)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import torch
 
 from handler.client import DeepfakeClient, ServerAddress
+from model.network import ModelSettings, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
@@ -110,6 +113,26 @@ def start_server(
         stop_server(server)
         raise
     return server
+
+
+@contextlib.contextmanager
+def serving(
+    workdir: Path, model_store: Path, extra_env: dict[str, str] | None = None, **overrides: str
+) -> Iterator[RunningServer]:
+    """`start_server` for the length of a `with` block, stopped however the block ends."""
+    server = start_server(workdir, model_store, extra_env, **overrides)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def random_checkpoint(path: Path, settings: ModelSettings) -> Path:
+    """Seeded random Xception weights in the training checkpoint format: serving, timing and
+    robustness checks need the format and the input size, not trained weights."""
+    torch.manual_seed(0)
+    save_checkpoint(build_model(settings).eval(), settings, path)
+    return path
 
 
 def stop_server(server: RunningServer) -> None:
