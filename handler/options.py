@@ -16,7 +16,7 @@ from model.aggregation import AGGREGATIONS
 from model.faces import DetectorConfig
 from model.pipeline import PipelineConfig
 from model.runtime import PATHS
-from model.video import SamplingConfig, VideoLimits
+from model.video import DEFAULT_LIMITS, SamplingConfig, VideoLimits
 
 # Where TorchServe puts the upload: the raw body, or the multipart form field named "data".
 VIDEO_FIELDS = ("body", "data")
@@ -89,14 +89,12 @@ class ServingConfig:
             max_explain_faces=int(block.pop("max_explain_faces", cls.max_explain_faces)),
             max_interval=int(block.pop("max_interval", cls.max_interval)),
             limits=VideoLimits(
-                max_pixels=_optional_int(block.pop("max_pixels", VideoLimits.max_pixels)),
-                max_duration_s=_optional_float(
-                    block.pop("max_duration_s", VideoLimits.max_duration_s)
-                ),
-                max_frame_count=_optional_int(
-                    block.pop("max_frame_count", VideoLimits.max_frame_count)
-                ),
-                max_decode_s=_optional_float(block.pop("max_decode_s", VideoLimits.max_decode_s)),
+                **{  # each limit keeps its default's type (int or float); null: no limit
+                    name: None
+                    if (value := block.pop(name, default)) is None
+                    else type(default)(value)
+                    for name, default in dataclasses.asdict(DEFAULT_LIMITS).items()
+                }
             ),
         )
         if block:
@@ -253,7 +251,3 @@ def _flag(text: Mapping[str, str], name: str) -> bool:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)

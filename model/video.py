@@ -41,9 +41,9 @@ _TRUNCATION_TOLERANCE = 0.05
 
 @dataclass(frozen=True)
 class VideoLimits:
-    """What one video may cost; checked from the container's header before the first frame is
-    decoded (pixels, declared duration and frame count) and while decoding (decode time).
-    None: no limit."""
+    """What one video may cost: frame pixels from the codec parameters before any frame is
+    decoded; declared duration and frame count right after the first frame (the only one
+    decoded so far); decode time while decoding. None: no limit."""
 
     max_pixels: int | None = 4096 * 2304  # per frame: 4K UHD and DCI 4K pass, 8K does not
     max_duration_s: float | None = 600.0
