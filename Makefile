@@ -28,10 +28,10 @@ check-java:  ## TorchServe needs a Java 17+ runtime
 		     "apt-get install openjdk-17-jre-headless" >&2; exit 1; fi; \
 	echo "Java $$version found"
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -r requirements-dev.txt
 	$(PY) -m pip check
 	touch $@
 

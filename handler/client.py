@@ -20,15 +20,14 @@ from typing import Any
 
 import requests
 
+from handler.healthcheck import DEFAULT_MANAGEMENT_URL, MODEL_NAME, read_keys
 from handler.options import OPTION_HEADER_PREFIX
 from handler.sheet import write_contact_sheet
 from model.report import result_line
 from model.video import VIDEO_SUFFIXES
 
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8080"
-DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8081"
 DEFAULT_METRICS_URL = "http://127.0.0.1:8082"
-MODEL_NAME = "deepfake"
 
 
 class ServerError(Exception):
@@ -176,18 +175,6 @@ def option_headers(options: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def read_keys(key_file: Path) -> dict[str, str]:
-    """{"inference": ..., "management": ..., "API": ...} from TorchServe's key_file.json."""
-    try:
-        stored = json.loads(Path(key_file).read_text())
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"{key_file} not found: TorchServe writes it in the folder it was started from "
-            "(token authorization); pass --key-file, or --no-auth if it is off"
-        ) from error
-    return {kind: entry["key"] for kind, entry in stored.items()}
-
-
 def _key_rejected(response: requests.Response) -> bool:
     """TorchServe answers a missing, wrong or expired key with 400/401 InvalidKeyException."""
     return response.status_code in (400, 401) and "InvalidKeyException" in response.text
@@ -239,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     client = DeepfakeClient(address)
     if args.wait:
-        client.wait_ready(args.wait_timeout)
+        try:
+            client.wait_ready(args.wait_timeout)
+        except TimeoutError as error:
+            print(f"client: {error}", file=sys.stderr)
+            return 1
         print(f"client: {args.model} is ready at {args.inference_url}")
     paths = video_paths(args.videos)
     if not paths:

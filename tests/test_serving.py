@@ -17,8 +17,10 @@ import pytest
 import requests
 
 from handler import client as client_cli
+from handler import healthcheck
 from handler.archive import ARCHIVE_INFO, build_archive
-from handler.client import DeepfakeClient, ServerError, read_keys
+from handler.client import DeepfakeClient, ServerError
+from handler.healthcheck import read_keys
 from model.faces import make_detector
 from model.network import ModelSettings, file_sha256, load_checkpoint, save_checkpoint
 from model.pipeline import PipelineConfig, analyze_video
@@ -392,3 +394,10 @@ def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_vi
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[1] >= 640
     assert image.shape[0] > 2 * 128  # a section with face tiles, and the no-face section
+
+
+def test_container_healthcheck_passes_once_a_worker_is_ready(server):
+    address = server.client.address
+    arguments = ["--management-url", address.management_url, "--key-file", str(address.key_file)]
+    assert healthcheck.main(arguments) == 0
+    assert healthcheck.main([*arguments, "--model", "no-such-model"]) == 1  # 404: not ready
