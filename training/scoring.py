@@ -20,6 +20,7 @@ from model.faces import make_detector
 from model.network import ModelSettings, fake_probabilities_from_logits
 from model.pipeline import PipelineConfig, VideoVerdict, analyze_video
 from training.dataset import Collate, FaceCrops
+from training.distributed import CPU
 from training.metrics import NO_FACE_SCORE, binary_metrics
 
 
@@ -40,14 +41,16 @@ def score_crops(
     dataset: FaceCrops,
     batch_size: int,
     precision: str,
+    device: torch.device = CPU,
     progress: bool = False,
 ) -> CropScores:
     network.eval()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate(dataset.settings))
     probabilities, losses = [], []
     for batch, labels, _ in tqdm(loader, desc="score", disable=not progress, leave=False):
+        batch = batch.to(device, memory_format=torch.channels_last)
         with autocast(precision):
-            logits = network(batch.contiguous(memory_format=torch.channels_last)).float()
+            logits = network(batch).float().cpu()
         losses.append(nn.functional.cross_entropy(logits, labels, reduction="sum").item())
         probabilities.append(fake_probabilities_from_logits(logits, dataset.settings).numpy())
     items = dataset.items

@@ -8,6 +8,11 @@ per-epoch losses and validation metrics, the best checkpoint (by validation vide
 settings file, ROC and confusion-matrix figures and the split file; the best checkpoint is
 registered as a new version of the model in the MLflow registry. `--resume` continues an
 interrupted run (same MLflow run) from `OUTPUT_DIR/last_state.pt`.
+
+    torchrun --nproc_per_node N -m training.train ...   # N processes, DistributedDataParallel
+
+trains on N shards at once (training/distributed.py: gloo on CPU, NCCL on GPU); `batch_size` is
+per process. Rank 0 alone validates, writes checkpoints and talks to MLflow.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +40,7 @@ from model.cpu import autocast, cpu_model, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
+from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
 from training.metrics import NO_FACE_SCORE
 from training.plots import confusion_figure, roc_figure
 from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
@@ -124,15 +131,20 @@ def train_one_epoch(
     max_steps: int | None,
     deadline: float | None,
     epoch: int,
+    processes: Processes = ONE_PROCESS,
 ) -> dict[str, float]:
     network.train()
     total_loss, seen, started = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, total=_steps(loader, max_steps))
+    steps = _steps(loader, max_steps)
+    quiet = not processes.is_main
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, total=steps, disable=quiet)
     for step, (batch, labels, _) in enumerate(bar):
-        if (max_steps is not None and step >= max_steps) or (deadline and time.time() > deadline):
+        if step >= steps or (deadline and processes.any(time.time() > deadline)):
             break
+        batch = batch.to(processes.device, memory_format=torch.channels_last)
+        labels = labels.to(processes.device)
         with autocast(precision):
-            logits = network(batch.contiguous(memory_format=torch.channels_last))
+            logits = network(batch)
         loss = loss_function(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,10 +154,11 @@ def train_one_epoch(
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}")
     elapsed = time.perf_counter() - started
+    total_loss, seen = processes.sum([total_loss, float(seen)])  # over all processes' shards
     return {
         "train_loss": total_loss / max(1, seen),
         "train_images_per_s": seen / elapsed if elapsed else 0.0,
-        "train_images": seen,
+        "train_images": int(seen),
     }
 
 
@@ -187,6 +200,16 @@ def figures(scores: CropScores, aggregation: str, folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(get_args_parser().parse_args(argv))
+    processes = start_processes()
+    try:
+        train(config, processes)
+    finally:
+        stop_processes(processes)
+    return 0
+
+
+def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
+    """Train as `config` says; returns this process's trained network (identical on all)."""
     seed_everything(config.seed)
     split_path = Path(config.split)
     split = load_split(split_path)
@@ -206,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             std=initial_settings.std,
             face_crop_scale=initial_settings.face_crop_scale,
         )
-    network = network.to(memory_format=torch.channels_last)
+    network = processes.wrap(network.to(processes.device, memory_format=torch.channels_last))
 
     train_set = FaceCrops(
         split_items(split, "train", image_dir, config.fake_source),
@@ -216,16 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     val_set = FaceCrops(validation_items(split, image_dir), settings, train=False, seed=config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    shard_size = math.ceil(len(train_set) / processes.world_size)
+    sampler = processes.sampler(train_set, config.seed, drop_last=False)
     train_loader = DataLoader(
         train_set,
         batch_size=config.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         generator=generator,
         num_workers=config.workers,
         collate_fn=Collate(settings),
-        drop_last=len(train_set) > config.batch_size,
+        drop_last=shard_size > config.batch_size,
     )
-    loss_function = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()))
+    loss_function = nn.CrossEntropyLoss(
+        weight=class_weights(train_set.labels()).to(processes.device)
+    )
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -235,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     state_path = output_dir / LAST_STATE
     start_epoch, best, run_id = 0, None, None
     if config.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state["network"])
+        state = torch.load(state_path, map_location=processes.device, weights_only=True)
+        unwrap(network).load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, run_id = state["epoch"] + 1, state["run_id"]
         best = tuple(state["best"]) if state["best"] is not None else None
-        print(f"train: resuming after epoch {state['epoch']} of run {run_id}")
+        if processes.is_main:
+            print(f"train: resuming after epoch {state['epoch']} of run {run_id}")
 
     params = {
         **dataclasses.asdict(config),
@@ -251,12 +280,21 @@ def main(argv: list[str] | None = None) -> int:
         "train_fake_crops": int(train_set.labels().sum()),
         "val_crops": len(val_set),
         "torch_threads": torch.get_num_threads(),
+        "world_size": processes.world_size,
+        "distributed_backend": processes.backend or "",
     }
     deadline = time.time() + config.time_budget_s if config.time_budget_s else None
-    with start_tracked_run(config.experiment, run_id, params if run_id is None else None) as run:
+    tracked = (
+        start_tracked_run(config.experiment, run_id, params if run_id is None else None)
+        if processes.is_main
+        else nullcontext(None)
+    )
+    with tracked as run:
         best_metrics: dict[str, float] = {}
         for epoch in range(start_epoch, config.epochs):
             train_set.set_epoch(epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             started = time.perf_counter()
             train_stats = train_one_epoch(
                 network,
@@ -268,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
                 config.max_steps_per_epoch,
                 deadline,
                 epoch,
+                processes,
             )
-            scores = score_crops(network, val_set, config.eval_batch_size, precision)
+            processes.average_buffers(network)
+            out_of_time = bool(deadline) and processes.any(time.time() > deadline)
+            if not processes.is_main:  # rank 0 validates, saves and logs; the others wait
+                if out_of_time:
+                    break
+                continue
+            scores = score_crops(
+                unwrap(network), val_set, config.eval_batch_size, precision, processes.device
+            )
             metrics = {
                 **train_stats,
                 **{
@@ -285,11 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             candidate = _ranking(metrics)
             if best is None or candidate > best:
                 best, best_metrics = candidate, metrics
-                save_checkpoint(network, settings, output_dir / BEST_WEIGHTS)
+                save_checkpoint(unwrap(network), settings, output_dir / BEST_WEIGHTS)
                 _log_figures(run, scores, config.aggregation)
             torch.save(
                 {
-                    "network": network.state_dict(),
+                    "network": unwrap(network).state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "epoch": epoch,
@@ -303,9 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"val video AUC {metrics['val_video_auc']:.3f} "
                 f"frame AUC {metrics['val_frame_auc']:.3f} ({metrics['epoch_seconds']:.0f} s)"
             )
-            if deadline and time.time() > deadline:
+            if out_of_time:
                 print("train: time budget reached")
                 break
+        processes.barrier()
+        if not processes.is_main:
+            return unwrap(network)
         version = log_checkpoint_and_register(
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
         )
@@ -314,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             f"train: best {summary}, checkpoint {output_dir / BEST_WEIGHTS}, "
             f"MLflow run {run.run_id}" + (f", registered version {version}" if version else "")
         )
-    return 0
+    return unwrap(network)
 
 
 def _ranking(metrics: dict[str, float]) -> tuple[float, float, float]:
