@@ -9,11 +9,20 @@ CHECKPOINT ?= checkpoints/best.pt
 MODEL_STORE ?= model_store
 # A training split.json: also pack an int8 model calibrated and checked on it (opt-in).
 INT8_SPLIT ?=
+# Archive a registered MLflow version instead of $(CHECKPOINT): models:/deepfake/<version>.
+MODEL_URI ?=
+# `make mlflow-server`: any SQLAlchemy URL (postgresql://user@host/db) and artifact folder/URI.
+MLFLOW_BACKEND_URI ?= sqlite:///mlflow-server.db
+MLFLOW_ARTIFACTS ?= mlartifacts
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+MLFLOW_WORKERS ?= 2
 MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo demo-model archive serve stop bench loadtest mlflow-ui test test-slow lint format clean
+.PHONY: setup check-java demo demo-model archive serve stop bench loadtest mlflow-ui mlflow-server \
+	test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -50,7 +59,11 @@ $(CHECKPOINT):
 	$(PY) -m training.evaluate --checkpoint $(CHECKPOINT) --videos $(IMAGES)/split.json \
 		--split-name test --csv $(dir $(CHECKPOINT))test_scores.csv
 
-archive: setup $(MAR)  ## pack checkpoint + model/ + handler into $(MAR)
+archive: setup $(if $(MODEL_URI),,$(MAR))  ## pack checkpoint + model/ + handler into $(MAR)
+ifneq ($(MODEL_URI),)
+	$(PY) -m handler.archive --checkpoint '$(MODEL_URI)' --model-store $(MODEL_STORE) \
+		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
+endif
 
 $(MAR): $(CHECKPOINT) $(wildcard model/*.py handler/*.py) handler/model-config.yaml
 	$(PY) -m handler.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE) \
@@ -74,6 +87,11 @@ loadtest: setup  ## 200 mixed requests, 8 clients, 2 workers, one worker killed 
 
 mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+mlflow-server: setup  ## shared tracking server: MLFLOW_TRACKING_URI=http://$(MLFLOW_HOST):$(MLFLOW_PORT)
+	exec $(VENV)/bin/mlflow server --backend-store-uri '$(MLFLOW_BACKEND_URI)' \
+		--artifacts-destination '$(MLFLOW_ARTIFACTS)' --serve-artifacts \
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers $(MLFLOW_WORKERS)
 
 test: setup lint  ## the whole suite except tests marked slow
 	$(PY) -m pytest -m "not slow"

@@ -1,11 +1,14 @@
 """Pack a checkpoint, the model/ code, the handler and its config into a TorchServe .mar.
 
     python -m handler.archive --checkpoint checkpoints/best.pt [--model-store model_store]
+    python -m handler.archive --checkpoint models:/deepfake/3   # a registered MLflow version
 
 The archive holds `checkpoint.pt` + `checkpoint.json` (the checkpoint format of
 model/network.py), `archive.json` (the weights' sha256, the settings, the git commit), the
 `model` and `handler` packages and `model-config.yaml`. Its version is the checkpoint's
 settings version. `<name>.mar.sha256` is written beside it (`sha256sum -c` format).
+A registered version is downloaded from the registry at MLFLOW_TRACKING_URI and packed only if
+its sha256 is the one registered, so what was evaluated is what gets served.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import sys
 import tempfile
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import yaml
 
 from handler.options import ServingConfig
+from model.errors import CheckpointError
 from model.network import file_sha256, load_checkpoint, settings_path
 from model.runtime import INT8_MODEL_NAME
 
@@ -42,11 +47,13 @@ def build_archive(
     config_file: Path = DEFAULT_CONFIG,
     file_name: str | None = None,
     int8_split: Path | None = None,
+    registered: dict[str, str] | None = None,
 ) -> Path:
     """Write `model_store/<file_name>.mar` (default: `<name>.mar`; one already there is replaced
     in one rename, so a running server never sees half a file) and its .sha256; return it.
     With `int8_split` (a training split.json) an int8 OpenVINO model calibrated and checked on
-    it goes in too, when the check accepts it (`training.quantize`)."""
+    it goes in too, when the check accepts it (`training.quantize`). `registered` (the registry
+    version it came from) is recorded in archive.json."""
     _, settings = load_checkpoint(checkpoint)  # refuse a checkpoint the handler could not load
     ServingConfig.from_yaml(yaml.safe_load(config_file.read_text()))  # and a bad config
     model_store.mkdir(parents=True, exist_ok=True)
@@ -59,11 +66,15 @@ def build_archive(
         info = {
             "name": name,
             "checkpoint_sha256": file_sha256(weights),
-            "checkpoint_source": str(checkpoint),
+            "checkpoint_source": f"models:/{registered['name']}/{registered['version']}"
+            if registered
+            else str(checkpoint),
             "settings": asdict(settings),
             "git_commit": _git_commit(),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        if registered:
+            info["registered_model"] = registered
         extra = [settings_path(weights), staging / ARCHIVE_INFO]
         if int8_split is not None:
             info["int8"], int8_files = _int8_model(checkpoint, int8_split, staging / "int8")
@@ -120,7 +131,12 @@ def _git_commit() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/best.pt"))
+    parser.add_argument(
+        "--checkpoint",
+        default="checkpoints/best.pt",
+        help="checkpoint file, or a registered version: models:/deepfake/<version> (or @alias) "
+        "from the MLflow registry at MLFLOW_TRACKING_URI",
+    )
     parser.add_argument("--model-store", type=Path, default=Path("model_store"))
     parser.add_argument("--name", default="deepfake")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -134,11 +150,33 @@ def main(argv: list[str] | None = None) -> int:
         "validation check passes (openvino-int8 path)",
     )
     args = parser.parse_args(argv)
-    archive = build_archive(
-        args.checkpoint, args.model_store, args.name, args.config, args.file_name, args.int8_split
+    build = partial(
+        build_archive,
+        model_store=args.model_store,
+        name=args.name,
+        config_file=args.config,
+        file_name=args.file_name,
+        int8_split=args.int8_split,
     )
+    try:
+        if args.checkpoint.startswith("models:/"):
+            archive = _archive_registered(args.checkpoint, build)
+        else:
+            archive = build(Path(args.checkpoint))
+    except CheckpointError as error:
+        print(f"archive: {error}", file=sys.stderr)
+        return 1
     print(f"archive: {archive} sha256 {file_sha256(archive)}")
     return 0
+
+
+def _archive_registered(model_uri: str, build) -> Path:
+    from training.tracking import download_registered_checkpoint  # MLflow: archive time only
+
+    with tempfile.TemporaryDirectory(prefix="registered-") as folder:
+        registered = download_registered_checkpoint(model_uri, Path(folder))
+        print(f"archive: {model_uri} is run {registered.run_id}, sha256 {registered.sha256}")
+        return build(registered.weights_path, registered=registered.as_dict())
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def test_run_has_params_metrics_artifacts_and_a_registered_version(trained, trac
         "plots/confusion.png",
         "split/split.json",
     }
-    [version] = client.search_model_versions("name='deepfake-xception'")
+    [version] = client.search_model_versions("name='deepfake'")
     assert version.run_id == run.info.run_id and version.tags["model_version"] == "0.0.1"
     network, settings = load_checkpoint(output_dir / "best.pt")
     assert settings.input_size == 96 and settings.version == "0.0.1"
@@ -82,7 +82,7 @@ def test_resume_continues_the_same_run(trained, tracking_uri):
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert sorted(m.step for m in history) == [0, 1]
     assert torch.load(output_dir / "last_state.pt", weights_only=True)["epoch"] == 1
-    versions = client.search_model_versions("name='deepfake-xception'")
+    versions = client.search_model_versions("name='deepfake'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,9 +12,14 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from model.errors import CheckpointError
 from model.network import file_sha256, load_settings, settings_path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's embedded default store
+# models:/<name>/<version> or models:/<name>@<alias>
+REGISTERED_MODEL_URI = re.compile(
+    r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$"
+)
 
 
 def tracking_uri() -> str:
@@ -70,3 +76,65 @@ def log_checkpoint_and_register(
         tags={"model_version": settings.version, "sha256": file_sha256(weights_path)},
     )
     return version.version
+
+
+@dataclass(frozen=True)
+class RegisteredCheckpoint:
+    """A registered model version's checkpoint, downloaded and checked against its sha256 tag."""
+
+    weights_path: Path
+    name: str
+    version: str
+    run_id: str
+    sha256: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "sha256": self.sha256,
+            "tracking_uri": tracking_uri(),
+        }
+
+
+def download_registered_checkpoint(model_uri: str, folder: Path) -> RegisteredCheckpoint:
+    """Fetch the checkpoint of `models:/<name>/<version>` (or `@<alias>`) from the registry at
+    MLFLOW_TRACKING_URI into `folder`; refuse it unless its sha256 is the one registered."""
+    match = REGISTERED_MODEL_URI.match(model_uri)
+    if not match:
+        raise CheckpointError(
+            f"{model_uri!r} is not models:/<name>/<version> or models:/<name>@<alias>"
+        )
+    client = mlflow.MlflowClient(tracking_uri())
+    try:
+        if match["alias"]:
+            version = client.get_model_version_by_alias(match["name"], match["alias"])
+        else:
+            version = client.get_model_version(match["name"], match["version"])
+    except MlflowException as error:
+        raise CheckpointError(
+            f"{model_uri} not found in the registry at {tracking_uri()}: {error.message}"
+        ) from error
+    registered_sha = version.tags.get("sha256")
+    if not registered_sha:
+        raise CheckpointError(
+            f"{model_uri} has no sha256 tag: register checkpoints with training.train"
+        )
+    downloaded = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(folder)))
+    weights = sorted(p for p in downloaded.glob("*.pt") if settings_path(p).is_file())
+    if len(weights) != 1:
+        raise CheckpointError(
+            f"{model_uri}: expected one checkpoint (.pt + .json) at {version.source}, "
+            f"found {[p.name for p in downloaded.iterdir()]}"
+        )
+    actual_sha = file_sha256(weights[0])
+    if actual_sha != registered_sha:
+        raise CheckpointError(
+            f"{model_uri}: downloaded {weights[0].name} has sha256 {actual_sha}, but version "
+            f"{version.version} was registered with {registered_sha}; the artifact changed "
+            "after registration"
+        )
+    return RegisteredCheckpoint(
+        weights[0], version.name, str(version.version), version.run_id, registered_sha
+    )

@@ -76,7 +76,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto": bf16 only where the CPU has it natively
     aggregation: str = "mean"
     experiment: str = "deepfake-serve"
-    registered_model: str | None = "deepfake-xception"
+    registered_model: str | None = "deepfake"  # models:/deepfake/<version>
 
 
 def get_args_parser() -> argparse.ArgumentParser:
