@@ -19,10 +19,13 @@ MLFLOW_PORT ?= 5000
 MLFLOW_WORKERS ?= 2
 MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
+# The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
+TOOLS_VENV ?= .venv-tools
+KSERVE_STORAGE ?= deploy/kserve/storage
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java demo demo-model archive serve stop bench loadtest mlflow-ui mlflow-server \
-	test test-slow lint format clean
+.PHONY: setup check-java tools demo demo-model archive serve stop bench loadtest mlflow-ui \
+	mlflow-server kserve-bundle kserve-validate test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -42,6 +45,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt
 	$(PY) -m pip check
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed  ## .venv-tools: the KServe SDK that checks deploy/kserve/ (~1 min)
+
+$(TOOLS_VENV)/.installed: deploy/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install -r deploy/requirements-tools.txt
+	$(TOOLS_VENV)/bin/python -m pip check
 	touch $@
 
 demo: serve  ## main job: demo model, archive, TorchServe, a verdict per sample video
@@ -93,7 +105,13 @@ mlflow-server: setup  ## shared tracking server: MLFLOW_TRACKING_URI=http://$(ML
 		--artifacts-destination '$(MLFLOW_ARTIFACTS)' --serve-artifacts \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers $(MLFLOW_WORKERS)
 
-test: setup lint  ## the whole suite except tests marked slow
+kserve-bundle: archive  ## lay out $(KSERVE_STORAGE) (config/ + model-store/) for KServe's STORAGE_URI
+	$(PY) -m deploy.kserve.bundle --mar $(MAR) --output $(KSERVE_STORAGE)
+
+kserve-validate: tools  ## check deploy/kserve/inferenceservice.yaml against the KServe SDK's models
+	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice.yaml
+
+test: setup tools lint  ## the whole suite except tests marked slow
 	$(PY) -m pytest -m "not slow"
 
 test-slow: setup  ## only the tests marked slow

@@ -20,7 +20,13 @@ import numpy as np
 import psutil
 
 from handler.archive import ARCHIVE_INFO
-from handler.options import RequestError, ServingConfig, request_options, video_bytes
+from handler.options import (
+    RequestError,
+    ServingConfig,
+    kserve_v1_instance,
+    request_options,
+    video_bytes,
+)
 from model.cpu import cpu_model, limit_library_threads
 from model.errors import CheckpointError, VideoInputError, VideoLimitError
 from model.explain import grad_cam, heatmap_grey, overlay
@@ -82,18 +88,25 @@ class DeepfakeHandler(BaseHandler):
         )
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[str]:
-        """One JSON string per request, in order; statuses set per request on `context`."""
+        """One JSON string per request, in order; statuses set per request on `context`.
+        A KServe v1 request (its body {"instances": [...]}) gets its report wrapped as
+        {"predictions": [report]} (or "explanations"); errors keep the same body everywhere."""
         self._share_cores()
         logger.info("deepfake: batch of %d request(s)", len(data))
-        responses: list[str | None] = [None] * len(data)
+        responses: list[dict[str, Any] | None] = [None] * len(data)
+        v1_key: dict[int, str] = {}  # request index -> the v1 response's key
         jobs = []
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
                 headers = context.get_all_request_header(idx)
-                video = video_bytes(row, headers)
-                options = request_options(row, headers, self.config)
                 explain = context.get_request_header(idx, "explain") == "True"
+                instance = kserve_v1_instance(row)
+                if instance is not None:  # a JSON body: its Content-Type says nothing of video
+                    v1_key[idx] = "explanations" if explain else "predictions"
+                    row = instance
+                video = video_bytes(row, None if instance is not None else headers)
+                options = request_options(row, headers, self.config)
                 faces = extract_faces(
                     video,
                     options.pipeline.sampling,
@@ -139,7 +152,7 @@ class DeepfakeHandler(BaseHandler):
                         verdict.faces, face_probabilities, options.explain_faces
                     )
                 self._record_metrics(context, idx, report)
-                responses[idx] = json.dumps(report)
+                responses[idx] = {v1_key[idx]: [report]} if idx in v1_key else report
                 logger.info(
                     "deepfake: scored request %s: %d frames, %d faces, %s",
                     context.get_request_id(idx),
@@ -150,7 +163,7 @@ class DeepfakeHandler(BaseHandler):
             except Exception:
                 logger.exception("deepfake: request %s failed", context.get_request_id(idx))
                 responses[idx] = self._internal_error(context, idx)
-        return responses
+        return [json.dumps(response) for response in responses]
 
     def _classify_all(self, videos: list[Any]) -> list[tuple[np.ndarray, float]]:
         """Per video, its faces' fake probabilities and its share of the classification time,
@@ -215,14 +228,16 @@ class DeepfakeHandler(BaseHandler):
         # A fresh list each call: TorchServe's metric methods append to the list they are given.
         return [Dimension("ModelName", self.model_name), Dimension("Level", "Model")]
 
-    def _error(self, context: Any, idx: int, status: int, error: str, message: str) -> str:
+    def _error(
+        self, context: Any, idx: int, status: int, error: str, message: str
+    ) -> dict[str, Any]:
         context.set_response_status(status, error, idx)
         context.metrics.add_counter(
             "DeepfakeRequestErrors", 1, context.get_request_id(idx), self._dimensions()
         )
-        return json.dumps(error_report(status, error, message))
+        return error_report(status, error, message)
 
-    def _internal_error(self, context: Any, idx: int) -> str:
+    def _internal_error(self, context: Any, idx: int) -> dict[str, Any]:
         return self._error(
             context,
             idx,

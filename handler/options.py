@@ -7,6 +7,8 @@ Pure Python, no TorchServe: the handler calls these and maps `RequestError` to i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -215,7 +217,47 @@ def video_bytes(
     )
 
 
+V1_HOW_TO = (
+    'a KServe v1 request is a JSON body {"instances": [{"data": "<the video, base64>"}]}, '
+    'one video per request; options may go in the instance, e.g. "frames": 8'
+)
+
+
+def kserve_v1_instance(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The instance of a KServe v1 body (`POST /v1/models/deepfake:predict` with
+    {"instances": [{"data": base64, ...options}]}) with its video decoded to bytes; None when
+    the row is not a v1 body. TorchServe hands a JSON body over already parsed, as "body"."""
+    body = values.get("body")
+    if not (isinstance(body, Mapping) and "instances" in body):
+        return None
+    instances = body["instances"]
+    if not isinstance(instances, list) or len(instances) != 1:
+        count = len(instances) if isinstance(instances, list) else "no list of"
+        raise RequestError(400, "invalid_v1_request", f"got {count} instances; {V1_HOW_TO}")
+    [instance] = instances
+    if not isinstance(instance, Mapping) or not isinstance(instance.get("data"), str):
+        raise RequestError(400, "missing_video", f"the instance has no base64 'data'; {V1_HOW_TO}")
+    return {**instance, "data": _base64_video(instance["data"])}
+
+
+def _base64_video(text: str) -> bytes:
+    """Base64 text as bytes; whitespace (line-wrapped base64) is ignored."""
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise RequestError(
+            400,
+            "invalid_base64",
+            f"the instance's 'data' is not valid base64 ({error}): send the video file's bytes "
+            "base64-encoded (base64 -w0 video.mp4)",
+        ) from error
+
+
 def _as_text(name: str, value: Any) -> str:
+    if isinstance(value, bool):  # JSON options of a v1 instance
+        value = str(value).lower()
+    elif isinstance(value, (int, float)):
+        value = str(value)
     if isinstance(value, (bytes, bytearray)):
         try:
             value = bytes(value).decode("utf-8")
