@@ -21,10 +21,13 @@ MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 # The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
 TOOLS_VENV ?= .venv-tools
+# `make ui`: the web page in front of the running TorchServe.
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 7860
 KSERVE_STORAGE ?= deploy/kserve/storage
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java tools demo demo-model archive serve stop bench loadtest mlflow-ui \
+.PHONY: setup check-java tools browser ui demo demo-model archive serve stop bench loadtest mlflow-ui \
 	mlflow-server kserve-bundle kserve-validate test test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
@@ -55,6 +58,15 @@ $(TOOLS_VENV)/.installed: deploy/requirements-tools.txt
 	$(TOOLS_VENV)/bin/python -m pip install -r deploy/requirements-tools.txt
 	$(TOOLS_VENV)/bin/python -m pip check
 	touch $@
+
+browser:  ## Debian's chromium, which the browser tests drive (Playwright cannot fetch one here)
+	@if command -v chromium >/dev/null 2>&1; then echo "$$(chromium --version 2>/dev/null) found"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	else echo "make browser: the browser tests need Chromium: sudo apt-get install chromium" >&2; \
+		exit 1; fi
+
+ui: setup  ## the web page on http://$(UI_HOST):$(UI_PORT), in front of `make serve`'s TorchServe
+	$(PY) -m ui.app --host $(UI_HOST) --port $(UI_PORT) --samples $(SAMPLE_DATA)/videos
 
 demo: serve  ## main job: demo model, archive, TorchServe, a verdict per sample video
 	$(PY) -m handler.client $(SAMPLE_DATA)/videos --output results.txt --sheet results.png
@@ -111,7 +123,7 @@ kserve-bundle: archive  ## lay out $(KSERVE_STORAGE) (config/ + model-store/) fo
 kserve-validate: tools  ## check deploy/kserve/inferenceservice.yaml against the KServe SDK's models
 	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice.yaml
 
-test: setup tools lint  ## the whole suite except tests marked slow
+test: setup tools browser lint  ## the whole suite except tests marked slow
 	$(PY) -m pytest -m "not slow"
 
 test-slow: setup  ## only the tests marked slow

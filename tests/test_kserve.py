@@ -21,9 +21,9 @@ from deploy.kserve.bundle import (
     main,
     pod_config,
     pod_settings,
-    read_properties,
 )
 from handler.archive import build_archive
+from handler.ts_config import read_properties
 from model.network import ModelSettings, file_sha256
 from tests.torchserve_harness import random_checkpoint, serving
 

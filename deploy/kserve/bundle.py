@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from handler.ts_config import read_properties
 from model.network import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,16 +30,6 @@ BASE_CONFIG = REPO / "config.properties"
 DEFAULT_OUTPUT = REPO / "deploy" / "kserve" / "storage"
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storage folder in a pod
 MODEL_NAME = "deepfake"
-
-
-def read_properties(text: str) -> dict[str, str]:
-    """`key=value` lines of a config.properties, in order; comments and blank lines dropped."""
-    pairs = (
-        line.split("=", 1)
-        for line in text.splitlines()
-        if "=" in line and not line.lstrip().startswith("#")
-    )
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def check_model_name(mar: Path) -> None:

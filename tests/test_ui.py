@@ -1,0 +1,120 @@
+"""The web page in a real browser: real TorchServe and `python -m ui.app` on free loopback
+ports, driven by Playwright in Debian's Chromium. Screenshots go to test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from handler.archive import build_archive
+from handler.client import ServerAddress
+from model.network import ModelSettings
+from tests.torchserve_harness import REPO_ROOT, free_ports, random_checkpoint, serving
+from tests.ui_driver import (
+    ANSWER_TIMEOUT_MS,
+    analyse,
+    browser,
+    gallery_images,
+    running_app,
+    screenshot,
+)
+from ui import present
+
+pytestmark = pytest.mark.serving
+ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS", REPO_ROOT / "test-artifacts" / "ui"))
+
+
+@pytest.fixture(scope="module")
+def page_and_server(tmp_path_factory, sample_videos):
+    store = tmp_path_factory.mktemp("model_store")
+    settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
+    checkpoint = random_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", settings)
+    build_archive(checkpoint, store)
+    work = tmp_path_factory.mktemp("ui")
+    with serving(work / "torchserve", store) as server:
+        [port] = free_ports(1)
+        samples = sample_videos[0].path.parent.parent
+        app = running_app(port, server.client.address, work / "ui.log", samples)
+        with app as url, browser() as chromium:
+            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+            yield page, url, server
+
+
+def test_a_fake_sample_gets_its_verdict_and_face_gallery(page_and_server, sample_videos):
+    page, url, server = page_and_server
+    video = next(v for v in sample_videos if v.name == "a_fs_wolfgang_c1__grace_hopper.mp4")
+    report = server.client.predict(video.path)  # what the server says, to compare the page to
+    banner = analyse(page, url, video.path)
+    screenshot(page, ARTIFACTS / "fake-sample.png")
+    assert present.HEADLINES[report["label"]] in banner
+    assert present.percent(report["fake_probability"]) in banner
+    assert "trained on face-swap deepfakes" in banner  # the caveat
+    assert gallery_images(page, "faces") == report["faces_found"] > 0
+    assert gallery_images(page, "explanations") == min(3, report["faces_found"])
+    assert "deepfake-xception-test 0.1.0" in page.locator("#model-info").inner_text()
+
+
+def test_a_video_without_faces_says_so(page_and_server, no_face_video):
+    page, url, _ = page_and_server
+    banner = analyse(page, url, no_face_video.path)
+    screenshot(page, ARTIFACTS / "no-face.png")
+    assert present.HEADLINES["no_face"] in banner
+    assert gallery_images(page, "faces") == 0
+
+
+def test_a_file_that_is_not_a_video_gets_the_servers_reason(page_and_server, tmp_path):
+    page, url, _ = page_and_server
+    text_file = tmp_path / "notes.mp4"
+    text_file.write_text("this is a text file, not a video\n" * 20)
+    banner = analyse(page, url, text_file)
+    screenshot(page, ARTIFACTS / "not-a-video.png")
+    assert "Could not analyse this video" in banner
+    assert "not a video file FFmpeg can read" in banner
+    assert "Traceback" not in page.content()
+
+
+def test_several_videos_give_a_table_and_a_csv(page_and_server, sample_videos, tmp_path):
+    page, url, server = page_and_server
+    video = next(v for v in sample_videos if v.name == "a_still_grace_hopper.mp4")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a video\n")
+    page.goto(url)
+    page.get_by_role("tab", name="Several videos").click()
+    page.locator("#batch-input input[type=file]").set_input_files([str(video.path), str(text_file)])
+    uploaded = re.compile(r"notes\s*\.txt")  # the page splits the name from its suffix
+    expect(page.locator("#batch-input")).to_contain_text(uploaded, timeout=60_000)
+    page.locator("#analyse-batch").click()
+    csv_ready = re.compile(r"verdicts\s*\.csv")
+    expect(page.locator("#batch-csv")).to_contain_text(csv_ready, timeout=ANSWER_TIMEOUT_MS)
+    screenshot(page, ARTIFACTS / "batch.png")
+    with page.expect_download() as download:
+        page.locator("#batch-csv a").first.click()
+    rows = list(csv.reader(download.value.path().read_text().splitlines()))
+    report = server.client.predict(video.path)
+    assert rows[0] == present.BATCH_COLUMNS
+    assert rows[1][:2] == [video.name, report["label"]]
+    assert float(rows[1][2]) == pytest.approx(report["fake_probability"], abs=1e-4)
+    assert rows[2][:2] == ["notes.txt", "error"] and "not a video file" in rows[2][5]
+    assert "notes.txt" in page.locator("#batch-table").inner_text().replace(" ", "")
+
+
+def test_a_server_that_is_down_is_named_on_the_page(page_and_server, tmp_path):
+    page, _, _ = page_and_server
+    dead_inference, dead_management, app_port = free_ports(3)
+    address = ServerAddress(
+        inference_url=f"http://127.0.0.1:{dead_inference}",
+        management_url=f"http://127.0.0.1:{dead_management}",
+        key_file=None,
+    )
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    with running_app(app_port, address, tmp_path / "ui.log") as url:
+        banner = analyse(page, url, video)
+    screenshot(page, ARTIFACTS / "server-down.png")
+    assert f"not reachable at http://127.0.0.1:{dead_inference}" in banner
+    assert "make serve" in banner

@@ -1,0 +1,327 @@
+"""The web page: drop a video, see the verdict, the faces and why (`make ui`).
+
+    python -m ui.app [--host 127.0.0.1] [--port 7860] [--inference-url http://127.0.0.1:8080]
+
+A Gradio app in front of a running TorchServe (`make serve`). It calls the explanations API
+(verdict + Grad-CAM) for one video and the inference API for a batch, with the keys TorchServe
+wrote to `key_file.json` read here, on the server side: they never reach the browser. An
+expired key is renewed by the client and the request retried once.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import argparse
+import copy
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import requests
+
+from handler.client import DeepfakeClient, ServerAddress, ServerError
+from handler.healthcheck import DEFAULT_MANAGEMENT_URL
+from handler.ts_config import read_properties
+from model.aggregation import AGGREGATIONS
+from model.video import VIDEO_SUFFIXES
+from ui import present
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SAMPLES = REPO.parent / "shared" / "data" / "videos"
+SERVER_DEFAULT = "server default"
+FRAMES, INTERVAL = "N frames spread over the video", "every N-th frame"
+EXPLAINED_FACES = 3
+BASE64_FIELDS = ("crop_jpeg", "crop_png", "heatmap_png", "overlay_png")
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    inference_url: str = "http://127.0.0.1:8080"
+    management_url: str = DEFAULT_MANAGEMENT_URL
+    key_file: Path | None = Path("key_file.json")  # None: the server has token auth off
+    ts_config: Path = REPO / "config.properties"  # its max_request_size caps uploads here
+    samples: Path | None = DEFAULT_SAMPLES
+    timeout_s: float = 600.0
+    sample_names: tuple[str, ...] = field(default=())  # empty: every video in `samples`
+
+    def client(self) -> DeepfakeClient:
+        address = ServerAddress(
+            inference_url=self.inference_url,
+            management_url=self.management_url,
+            key_file=self.key_file,
+        )
+        return DeepfakeClient(address, timeout_s=self.timeout_s)
+
+    def max_upload_bytes(self) -> int:
+        """TorchServe's max_request_size (its default 6.5 MB when the config has none)."""
+        properties = read_properties(self.ts_config.read_text())
+        return int(properties.get("max_request_size", 6553500))
+
+    def sample_videos(self) -> list[str]:
+        if self.samples is None or not self.samples.is_dir():
+            return []
+        found = sorted(
+            path
+            for path in self.samples.rglob("*")
+            if path.suffix.lower() in VIDEO_SUFFIXES
+            and (not self.sample_names or path.name in self.sample_names)
+        )
+        return [str(path) for path in found]
+
+
+def request_options(mode: str, amount: float | None, aggregation: str) -> dict[str, Any]:
+    """The page's option controls as the server's request options."""
+    options: dict[str, Any] = {}
+    if mode == FRAMES and amount:
+        options["frames"] = int(amount)
+    elif mode == INTERVAL and amount:
+        options["interval"] = int(amount)
+    if aggregation != SERVER_DEFAULT:
+        options["aggregation"] = aggregation
+    return options
+
+
+def failure_message(error: Exception, config: UiConfig) -> str:
+    """What went wrong, in words a user can act on (never a traceback)."""
+    if isinstance(error, ServerError):
+        body = error.body if isinstance(error.body, Mapping) else {}
+        if error.status in (400, 401) and "InvalidKeyException" in str(error.body):
+            return (
+                "The analysis server refused this page's access key, even after renewing it. "
+                "Restart the page (`make ui`) from the folder where TorchServe was started, so "
+                "it reads the current key_file.json."
+            )
+        if error.status == 500:
+            return "The analysis server failed on this video (its log has the details)."
+        if error.status == 503:
+            return "The analysis server is busy or still loading the model: try again shortly."
+        if error.status == 413 and not body:
+            return "This file is larger than the server accepts (max_request_size)."
+        reason = body.get("message") or str(error.body)[:300]
+        return f"The server could not analyse this file: {reason}"
+    if isinstance(error, requests.Timeout):
+        return f"The analysis server did not answer within {config.timeout_s:.0f} s."
+    if isinstance(error, requests.ConnectionError):
+        return (
+            f"The analysis server is not reachable at {config.inference_url}. Is TorchServe "
+            "running? Start it with `make serve`."
+        )
+    if isinstance(error, FileNotFoundError):
+        return str(error)
+    raise error
+
+
+def readable_json(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report with base64 images shortened, so the raw JSON stays readable."""
+    shown = copy.deepcopy(dict(report))
+
+    def shorten(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in BASE64_FIELDS and isinstance(value, str):
+                    node[key] = f"<base64 image, {len(value)} characters>"
+                else:
+                    shorten(value)
+        elif isinstance(node, list):
+            for item in node:
+                shorten(item)
+
+    shorten(shown)
+    return shown
+
+
+def analyse_one(config: UiConfig) -> Callable:
+    def analyse(path, mode, amount, aggregation, progress=gr.Progress()):  # noqa: B008
+        empty_plot = pd.DataFrame({"time_s": [], "fake_probability": []})
+        if not path:
+            return (present.error_markdown("Choose a video first."), [], empty_plot, [], "", {})
+        progress(0.05, desc="Uploading and analysing (a 10 s clip takes a few seconds)")
+        options = {
+            **request_options(mode, amount, aggregation),
+            "crops": "true",
+            "explain_faces": EXPLAINED_FACES,
+        }
+        try:
+            report = config.client().explain(Path(path), options)
+        except Exception as error:  # failure_message re-raises what it cannot word
+            message = present.error_markdown(failure_message(error, config))
+            return message, [], empty_plot, [], "", {}
+        progress(0.9, desc="Drawing the results")
+        return (
+            present.verdict_markdown(report),
+            present.gallery(report),
+            pd.DataFrame(present.timeline(report)),
+            present.explanations(report),
+            present.model_markdown(report),
+            readable_json(report),
+        )
+
+    return analyse
+
+
+def analyse_batch(config: UiConfig) -> Callable:
+    def analyse(paths, mode, amount, aggregation, progress=gr.Progress()):  # noqa: B008
+        if not paths:
+            return pd.DataFrame(columns=present.BATCH_COLUMNS), None
+        options = request_options(mode, amount, aggregation)
+        client, rows = config.client(), []
+        for path in progress.tqdm(paths, desc="Analysing"):
+            name = Path(path).name
+            try:
+                rows.append(present.batch_row(name, client.predict(Path(path), options), None))
+            except Exception as error:
+                rows.append(present.batch_row(name, None, failure_message(error, config)))
+        folder = Path(tempfile.mkdtemp(prefix="deepfake-batch-"))
+        csv_path = present.write_csv(rows, folder / "verdicts.csv")
+        return pd.DataFrame(rows, columns=present.BATCH_COLUMNS), str(csv_path)
+
+    return analyse
+
+
+def option_controls() -> tuple[gr.Radio, gr.Number, gr.Dropdown]:
+    with gr.Accordion("Options", open=False):
+        mode = gr.Radio(
+            [SERVER_DEFAULT, FRAMES, INTERVAL],
+            value=SERVER_DEFAULT,
+            label="Which frames to analyse",
+            info="The server's default is every 20th frame, at most 64 frames.",
+        )
+        amount = gr.Number(value=16, precision=0, minimum=1, label="N")
+        aggregation = gr.Dropdown(
+            [SERVER_DEFAULT, *sorted(AGGREGATIONS)],
+            value=SERVER_DEFAULT,
+            label="How face scores become one verdict",
+            info="mean: average of all faces; confident: the surest faces count more; "
+            "face_max: the most suspicious person decides.",
+        )
+    return mode, amount, aggregation
+
+
+def build_app(config: UiConfig) -> gr.Blocks:
+    with gr.Blocks(title="deepfake-serve", analytics_enabled=False) as app:
+        gr.Markdown(
+            "# Is this video a deepfake?\n"
+            "Upload a video: the server finds the faces, scores each one and explains where "
+            "it looked. It checks for **face swaps**; read the caveat under the verdict."
+        )
+        with gr.Tab("One video"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    video = gr.File(
+                        label="Video: drag and drop, or click to choose",
+                        file_count="single",
+                        type="filepath",
+                        elem_id="video-input",
+                    )
+                    samples = config.sample_videos()
+                    if samples:
+                        gr.Examples(
+                            [[path] for path in samples],
+                            inputs=[video],
+                            label="Or try a sample video (one click)",
+                            examples_per_page=8,
+                        )
+                    mode, amount, aggregation = option_controls()
+                    button = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                with gr.Column(scale=2):
+                    verdict = gr.Markdown(
+                        "Upload a video and press **Analyse**.", elem_id="verdict"
+                    )
+                    faces = gr.Gallery(
+                        label="Faces, most suspicious first (score · time in the video)",
+                        columns=6,
+                        height=190,
+                        elem_id="faces",
+                    )
+                    plot = gr.LinePlot(
+                        x="time_s",
+                        y="fake_probability",
+                        y_lim=[0, 1],
+                        x_title="time in the video (s)",
+                        y_title="fake probability",
+                        label="Fake probability over time (mean of each analysed frame's faces)",
+                        elem_id="timeline",
+                    )
+                    overlays = gr.Gallery(
+                        label=f"Why: where the model saw evidence of a fake in the "
+                        f"{EXPLAINED_FACES} most suspicious faces (Grad-CAM; red = strongest)",
+                        columns=EXPLAINED_FACES,
+                        height=320,
+                        elem_id="explanations",
+                    )
+                    model = gr.Markdown(elem_id="model-info")
+                    with gr.Accordion("Raw JSON from the server", open=False):
+                        raw = gr.JSON(elem_id="raw-json")
+            button.click(
+                analyse_one(config),
+                inputs=[video, mode, amount, aggregation],
+                outputs=[verdict, faces, plot, overlays, model, raw],
+            )
+        with gr.Tab("Several videos"):
+            videos = gr.File(
+                label="Videos: drop several at once",
+                file_count="multiple",
+                type="filepath",
+                elem_id="batch-input",
+            )
+            batch_mode, batch_amount, batch_aggregation = option_controls()
+            batch_button = gr.Button("Analyse all", variant="primary", elem_id="analyse-batch")
+            table = gr.Dataframe(
+                headers=present.BATCH_COLUMNS, label="Verdicts", elem_id="batch-table"
+            )
+            download = gr.File(label="Download as CSV", elem_id="batch-csv")
+            batch_button.click(
+                analyse_batch(config),
+                inputs=[videos, batch_mode, batch_amount, batch_aggregation],
+                outputs=[table, download],
+            )
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = UiConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--inference-url", default=defaults.inference_url)
+    parser.add_argument("--management-url", default=defaults.management_url)
+    parser.add_argument("--key-file", type=Path, default=defaults.key_file)
+    parser.add_argument("--no-auth", action="store_true", help="TorchServe's token auth is off")
+    parser.add_argument("--ts-config", type=Path, default=defaults.ts_config)
+    parser.add_argument("--samples", type=Path, default=defaults.samples)
+    args = parser.parse_args(argv)
+    config = UiConfig(
+        host=args.host,
+        port=args.port,
+        inference_url=args.inference_url,
+        management_url=args.management_url,
+        key_file=None if args.no_auth else args.key_file,
+        ts_config=args.ts_config,
+        samples=args.samples,
+    )
+    app = build_app(config)
+    allowed = [str(config.samples)] if config.samples and config.samples.is_dir() else []
+    print(f"ui: http://{config.host}:{config.port} -> {config.inference_url}", flush=True)
+    app.queue(default_concurrency_limit=2).launch(
+        server_name=config.host,
+        server_port=config.port,
+        max_file_size=config.max_upload_bytes(),
+        allowed_paths=allowed,
+        show_error=False,
+        footer_links=[],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

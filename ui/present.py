@@ -1,0 +1,162 @@
+"""What the web page shows, made from the server's report (README "Response schema"): plain
+functions of dicts, so the words a non-expert reads are tested without a browser."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.report import decode_image_base64
+
+HEADLINES = {
+    "fake": "Likely manipulated",
+    "real": "No sign of face manipulation found",
+    "no_face": "No face found: nothing to judge",
+}
+EXPLAINED = {
+    "fake": "The detector scored the faces in this video as more likely face-swapped than real.",
+    "real": "The detector scored the faces in this video as more likely real than face-swapped.",
+    "no_face": (
+        "The face detector found no frontal face in the frames it looked at, so the model "
+        "gave no score. Try more frames, or a video where a face is clearly visible."
+    ),
+}
+CAVEAT = (
+    "What this can and cannot tell you: the model was trained on face-swap deepfakes "
+    "(FaceForensics++ style: one person's face pasted onto another's). It can miss other "
+    "manipulation (lip-sync, fully generated video, edited audio or context) and can be fooled "
+    "by heavy compression, filters or small faces. Treat the score as one signal to weigh with "
+    "other evidence, never as proof either way."
+)
+DEMO_CAVEAT = (
+    " This server runs the **demo model**, trained in minutes on 23 short sample clips: "
+    "expect many mistakes."
+)
+BATCH_COLUMNS = ["file", "verdict", "fake probability", "faces", "frames", "error"]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One analysed face, for the gallery."""
+
+    frame_index: int
+    timestamp_s: float
+    fake_probability: float
+    crop_jpeg: str | None
+
+    @property
+    def caption(self) -> str:
+        return f"{percent(self.fake_probability)} fake · {self.timestamp_s:.1f} s"
+
+
+def percent(probability: float) -> str:
+    return f"{100 * probability:.0f}%"
+
+
+def verdict_markdown(report: Mapping[str, Any]) -> str:
+    """The banner: the verdict in words, the number behind it, and the caveat."""
+    label = report["label"]
+    lines = [f"## {HEADLINES[label]} ({label})", "", EXPLAINED[label], ""]
+    if label != "no_face":
+        threshold = report["threshold"]
+        lines.append(
+            f"**Fake probability {percent(report['fake_probability'])}** "
+            f"({report['fake_probability']:.3f}); the server calls a video fake at "
+            f"{threshold:.2f} or above. Combined over {report['faces_found']} face(s) in "
+            f"{report['frames_analyzed']} frame(s) with the `{report['aggregation']}` rule."
+        )
+    else:
+        lines.append(f"Frames analysed: {report['frames_analyzed']}.")
+    caveat = CAVEAT + (DEMO_CAVEAT if "demo" in report["model"]["name"] else "")
+    lines += ["", f"> {caveat}"]
+    return "\n".join(lines)
+
+
+def error_markdown(message: str) -> str:
+    return f"## Could not analyse this video\n\n{message}"
+
+
+def faces(report: Mapping[str, Any]) -> list[Face]:
+    """Every analysed face, most suspicious first (ties: earlier first)."""
+    found = [
+        Face(frame["frame_index"], frame["timestamp_s"], face["fake_probability"],
+             face.get("crop_jpeg"))
+        for frame in report["frames"]
+        for face in frame["faces"]
+    ]  # fmt: skip
+    return sorted(found, key=lambda face: (-face.fake_probability, face.timestamp_s))
+
+
+def gallery(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
+    """(RGB crop, caption) per face with a crop, most suspicious first."""
+    return [
+        (decode_image_base64(face.crop_jpeg), face.caption)
+        for face in faces(report)
+        if face.crop_jpeg
+    ]
+
+
+def explanations(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
+    """(Grad-CAM overlay, caption) for the explained faces, most suspicious first."""
+    return [
+        (
+            decode_image_base64(item["overlay_png"]),
+            f"{percent(item['fake_probability'])} fake · {item['timestamp_s']:.1f} s",
+        )
+        for item in report.get("explanations", [])
+    ]
+
+
+def timeline(report: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Per analysed frame with faces: its time and the mean fake probability of its faces."""
+    points = [
+        (frame["timestamp_s"], mean_probability(frame["faces"]))
+        for frame in report["frames"]
+        if frame["faces"]
+    ]  # fmt: skip
+    return {"time_s": [t for t, _ in points], "fake_probability": [p for _, p in points]}
+
+
+def mean_probability(found: list[Mapping[str, Any]]) -> float:
+    return float(np.mean([face["fake_probability"] for face in found]))
+
+
+def model_markdown(report: Mapping[str, Any]) -> str:
+    """Which model answered, on which engine, and where the time went."""
+    model = report["model"]
+    timing = report["timing_ms"]
+    stages = " · ".join(f"{stage} {milliseconds / 1000:.2f} s" for stage, milliseconds in
+                        timing.items())  # fmt: skip
+    return (
+        f"Model **{model['name']} {model['version']}** (checkpoint "
+        f"`{model['checkpoint_sha256'][:12]}`), {model['inference_path']}, "
+        f"faces by {model['detector']}. Time per stage: {stages}."
+    )
+
+
+def batch_row(name: str, report: Mapping[str, Any] | None, error: str | None) -> list[Any]:
+    """One row of the batch table (BATCH_COLUMNS)."""
+    if report is None:
+        return [name, "error", None, None, None, error]
+    probability = report["fake_probability"]
+    return [
+        name,
+        report["label"],
+        None if probability is None else round(probability, 4),
+        report["faces_found"],
+        report["frames_analyzed"],
+        "",
+    ]
+
+
+def write_csv(rows: Iterable[list[Any]], path: Path) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(BATCH_COLUMNS)
+        writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return path
