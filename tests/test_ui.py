@@ -4,6 +4,7 @@ ports, driven by Playwright in Debian's Chromium. Screenshots go to test-artifac
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from pathlib import Path
@@ -118,3 +119,15 @@ def test_a_server_that_is_down_is_named_on_the_page(page_and_server, tmp_path):
     screenshot(page, ARTIFACTS / "server-down.png")
     assert f"not reachable at http://127.0.0.1:{dead_inference}" in banner
     assert "make serve" in banner
+
+
+def test_an_expired_key_is_renewed_and_the_page_still_answers(page_and_server, one_face_video):
+    page, url, server = page_and_server
+    key_file = server.client.address.key_file
+    stored = json.loads(key_file.read_text())
+    stored["inference"]["key"] = "expired-key"  # what the server refuses once a key expires
+    key_file.write_text(json.dumps(stored))
+    banner = analyse(page, url, one_face_video.path)
+    assert present.HEADLINES["real"] in banner or present.HEADLINES["fake"] in banner
+    renewed = json.loads(key_file.read_text())["inference"]["key"]
+    assert renewed != "expired-key"  # TorchServe wrote the key the page asked it to mint
