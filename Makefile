@@ -21,10 +21,10 @@ MAR := $(MODEL_STORE)/deepfake.mar
 TORCHSERVE := $(VENV)/bin/torchserve
 # The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
 TOOLS_VENV ?= .venv-tools
+KSERVE_STORAGE ?= deploy/kserve/storage
 # `make ui`: the web page in front of the running TorchServe.
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 7860
-KSERVE_STORAGE ?= deploy/kserve/storage
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: setup check-java tools browser ui demo demo-model archive serve stop bench loadtest mlflow-ui \

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 
