@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from handler.options import (
     request_options,
     video_bytes,
 )
-from model.cpu import cpu_model, limit_library_threads
+from model.cpu import cpu_model, limit_library_threads, usable_cores
 from model.errors import CheckpointError, VideoInputError, VideoLimitError
 from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
@@ -248,7 +247,7 @@ class DeepfakeHandler(BaseHandler):
 
     def _thread_share(self) -> int:
         """This worker's share of the cores, so N workers do not oversubscribe them."""
-        return self.config.torch_threads or max(1, _usable_cores() // _running_workers())
+        return self.config.torch_threads or max(1, usable_cores() // _running_workers())
 
     def _share_cores(self) -> None:
         """Re-checked per batch because operators scale workers while the server runs."""
@@ -257,7 +256,7 @@ class DeepfakeHandler(BaseHandler):
             limit_library_threads(wanted)
             self.classifier.set_threads(wanted)
             self._threads = wanted
-            logger.info("deepfake: torch threads %d (%d usable cores)", wanted, _usable_cores())
+            logger.info("deepfake: torch threads %d (%d usable cores)", wanted, usable_cores())
 
     def _warm_up(self) -> None:
         """One full micro-batch at start, so the first user request does not pay for the
@@ -285,10 +284,6 @@ def _archived_int8_model(model_dir: Path, archived: dict[str, Any]) -> Path | No
     for name, sha256 in recorded.items():
         _verified_sha256(model_dir / name, sha256)
     return model_dir / INT8_MODEL_NAME
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def _running_workers() -> int:

@@ -1,7 +1,10 @@
-"""What the CPU can do natively, read from /proc/cpuinfo (Linux)."""
+"""What the CPU can do natively, read from /proc/cpuinfo, and how many cores this process may
+use (its CPU affinity, capped by its cgroup's CPU quota) (Linux)."""
 
 from __future__ import annotations
 
+import math
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,3 +65,56 @@ def limit_library_threads(threads: int) -> None:
     A server worker passes its share of the cores so N workers do not oversubscribe them."""
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def usable_cores(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """Cores this process may run on: its CPU affinity, capped by its cgroup's CPU quota
+    (a container or Kubernetes pod limited to 2 CPUs on a 64-core node counts 2, not 64)."""
+    cores = len(os.sched_getaffinity(0))
+    quota = cgroup_cpu_quota(root, proc_cgroup)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """CPUs' worth of time per period the cgroups of this process allow (the tightest limit
+    along its cgroup path, v2 `cpu.max` or v1 `cpu.cfs_quota_us`); None when unlimited."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: one hierarchy
+            limits += [_v2_quota(folder) for folder in _path_up(root, path)]
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's hierarchy
+            limits += [_v1_quota(folder) for folder in _path_up(root / controllers, path)]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _path_up(base: Path, path: str) -> list[Path]:
+    """`base/path` and each parent folder up to `base`."""
+    folder = base / path.strip("/")
+    return [folder, *[parent for parent in folder.parents if parent.is_relative_to(base)]]
+
+
+def _v2_quota(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
