@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from handler.healthcheck import DEFAULT_MANAGEMENT_URL, MODEL_NAME, read_keys
+from handler.healthcheck import DEFAULT_MANAGEMENT_URL, MODEL_NAME, count_ready, read_keys
 from handler.options import OPTION_HEADER_PREFIX
 from handler.sheet import write_contact_sheet
 from model.report import result_line
@@ -95,11 +95,7 @@ class DeepfakeClient:
             versions = self.model_status()
         except (requests.ConnectionError, ServerError, FileNotFoundError, json.JSONDecodeError):
             return 0  # not listening yet, or key_file.json not written yet
-        return sum(
-            worker.get("status") == "READY"
-            for version in versions
-            for worker in version.get("workers", [])
-        )
+        return count_ready(versions)
 
     def wait_ready(self, timeout_s: float = 300.0, workers: int = 1) -> None:
         """Until `workers` workers are READY (`/ping` says Healthy before any worker is up)."""

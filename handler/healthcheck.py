@@ -14,6 +14,7 @@ import json
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8081"
 MODEL_NAME = "deepfake"
@@ -39,7 +40,11 @@ def ready_worker_count(
     if key_file is not None:
         request.add_header("Authorization", f"Bearer {read_keys(key_file)['management']}")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        versions = json.load(response)
+        return count_ready(json.load(response))
+
+
+def count_ready(versions: list[dict[str, Any]]) -> int:
+    """READY workers in the management API's answer for a model (a list of its versions)."""
     return sum(
         worker.get("status") == "READY"
         for version in versions
