@@ -7,16 +7,14 @@ import json
 import os
 import signal
 import subprocess
-import time
 import zipfile
 
 import mlflow
 import pytest
-import requests
 
 from handler import archive
 from model.network import file_sha256
-from tests.torchserve_harness import REPO_ROOT, free_ports
+from tests.torchserve_harness import REPO_ROOT, free_ports, wait_for_http
 from training.train import main as train_main
 
 SHORT_RUN = ["--input-size", "96", "--batch-size", "4", "--max-steps-per-epoch", "2"]
@@ -39,18 +37,8 @@ def tracking_server(tmp_path_factory):
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if requests.get(f"{url}/health", timeout=5).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            log.close()
-            pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()}")
-        time.sleep(1)
     try:
+        wait_for_http(f"{url}/health", server, folder / "server.log", "mlflow server", 180)
         yield url, folder
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -11,11 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import requests
 import torch
 
 from handler.client import DeepfakeClient, ServerAddress
@@ -35,6 +37,23 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+def wait_for_http(
+    url: str, process: subprocess.Popen, log_path: Path, what: str, timeout_s: float
+) -> None:
+    """Until GET `url` answers 2xx; RuntimeError with the end of `log_path` if `process` exits
+    first or `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=5).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 @dataclass

@@ -11,21 +11,18 @@ instead (`make browser` installs it when missing).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from handler.client import ServerAddress
-from tests.torchserve_harness import REPO_ROOT
+from tests.torchserve_harness import REPO_ROOT, wait_for_http
 
 # Any of these in the banner means the page has answered (a verdict or an error).
 ANSWERED = re.compile(r"Likely manipulated|No sign of face manipulation|No face found|Could not")
@@ -68,28 +65,13 @@ def running_app(
         command += ["--samples", str(samples)]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
-        app = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
-        )
+        app = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_page(url, app, log_path)
+            wait_for_http(url, app, log_path, "the web page", timeout_s=120)
             yield url
         finally:
             app.terminate()
             app.wait(timeout=30)
-
-
-def wait_for_page(url: str, app: subprocess.Popen, log_path: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if requests.get(url, timeout=5).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if app.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the web page did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
 
 
 def analyse(page: Page, url: str, video: Path) -> str:
