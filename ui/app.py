@@ -19,7 +19,7 @@ import copy
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class UiConfig:
     ts_config: Path = REPO / "config.properties"  # its max_request_size caps uploads here
     samples: Path | None = DEFAULT_SAMPLES
     timeout_s: float = 600.0
-    sample_names: tuple[str, ...] = field(default=())  # empty: every video in `samples`
 
     def client(self) -> DeepfakeClient:
         address = ServerAddress(
@@ -71,10 +70,7 @@ class UiConfig:
         if self.samples is None or not self.samples.is_dir():
             return []
         found = sorted(
-            path
-            for path in self.samples.rglob("*")
-            if path.suffix.lower() in VIDEO_SUFFIXES
-            and (not self.sample_names or path.name in self.sample_names)
+            path for path in self.samples.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES
         )
         return [str(path) for path in found]
 
