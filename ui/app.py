@@ -136,11 +136,16 @@ def readable_json(report: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def _not_analysed(message: str) -> tuple:
+    """The one-video outputs when there is no report: the message, everything else empty."""
+    empty_plot = pd.DataFrame({"time_s": [], "fake_probability": []})
+    return present.error_markdown(message), [], empty_plot, [], "", {}
+
+
 def analyse_one(config: UiConfig) -> Callable:
     def analyse(path, mode, amount, aggregation, progress=gr.Progress()):  # noqa: B008
-        empty_plot = pd.DataFrame({"time_s": [], "fake_probability": []})
         if not path:
-            return (present.error_markdown("Choose a video first."), [], empty_plot, [], "", {})
+            return _not_analysed("Choose a video first.")
         progress(0.05, desc="Uploading and analysing (a 10 s clip takes a few seconds)")
         options = {
             **request_options(mode, amount, aggregation),
@@ -150,8 +155,7 @@ def analyse_one(config: UiConfig) -> Callable:
         try:
             report = config.client().explain(Path(path), options)
         except Exception as error:  # failure_message re-raises what it cannot word
-            message = present.error_markdown(failure_message(error, config))
-            return message, [], empty_plot, [], "", {}
+            return _not_analysed(failure_message(error, config))
         progress(0.9, desc="Drawing the results")
         return (
             present.verdict_markdown(report),
