@@ -45,9 +45,11 @@ SAMPLE_VIDEO = REPO.parent / "shared" / "data" / "videos" / "real" / "a_wolfgang
 CLIP_DIR = REPO / "benchmarks" / "clips"
 # name -> (width, height, seconds) at 30 fps
 CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 720, 60)}
-# The straightforward path: torch fp32 NCHW, dlib's RGB HOG with one upsampling on every frame,
-# all of a short clip's crops in one forward pass.
+# The straightforward path: every frame decoded, then dlib's RGB HOG with one upsampling on each
+# sampled frame, then torch fp32 NCHW on all of a short clip's crops in one forward pass.
 BASELINE_SETTINGS = {
+    "skip_unsampled_frames": False,
+    "overlap_stages": False,
     "inference_path": BASELINE_PATH,
     "detect_grey": False,
     "upsample": 1,

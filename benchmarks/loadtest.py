@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import yaml
 
-from handler.archive import build_archive
+from handler.archive import DEFAULT_CONFIG, build_archive
 from model.network import ModelSettings
 from tests.bad_inputs import CORPUS, Case
 from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
@@ -38,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEOS = REPO.parent / "shared" / "data" / "videos"
 INVALID_CASES = ("random bytes", "PNG image", "mp4 cut at 50%", "empty body", "audio only")
 FRAMES = "4"  # per request: keeps one request near a second on 2 cores
-BATCH_SIZE = 4  # handler/model-config.yaml batchSize: requests one worker holds at once
+# Requests one worker holds at once: a killed worker fails at most these.
+BATCH_SIZE = int(yaml.safe_load(DEFAULT_CONFIG.read_text())["batchSize"])
 
 
 @dataclass(frozen=True)

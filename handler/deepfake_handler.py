@@ -1,9 +1,9 @@
 """TorchServe handler: video bytes in, the verdict JSON of model/report.py out.
 
 A thin adapter over model/: it loads the archived checkpoint, reads the `deepfake:` block of the
-model config, and per batch of requests runs extraction per video, then one classification
-pass over every face of the batch. A bad request gets its own 4xx JSON; the others in the batch
-are answered normally and the worker lives on.
+model config, picks the classifier engine for this CPU, and scores each request of a batch with
+`model.pipeline.score_video`. A bad request gets its own 4xx JSON; the others in the batch are
+answered normally and the worker lives on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from model.errors import CheckpointError, VideoInputError, VideoLimitError
 from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
 from model.network import file_sha256, load_checkpoint
-from model.pipeline import classify_crops, extract_faces, verdict_from_probabilities
+from model.pipeline import classify_crops, score_video, verdict_from_probabilities
 from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
 from model.runtime import INT8_MODEL_NAME, choose_path, prepare_classifier
 
@@ -94,7 +93,6 @@ class DeepfakeHandler(BaseHandler):
         logger.info("deepfake: batch of %d request(s)", len(data))
         responses: list[dict[str, Any] | None] = [None] * len(data)
         v1_key: dict[int, str] = {}  # request index -> the v1 response's key
-        jobs = []
         for idx, row in enumerate(data):
             context.set_response_content_type(idx, "application/json")
             try:
@@ -106,14 +104,24 @@ class DeepfakeHandler(BaseHandler):
                     row = instance
                 video = video_bytes(row, None if instance is not None else headers)
                 options = request_options(row, headers, self.config)
-                faces = extract_faces(
+                faces, face_probabilities = score_video(
                     video,
-                    options.pipeline.sampling,
-                    self.detector,
+                    self.classifier,
                     self.settings,
+                    options.pipeline,
+                    self.detector,
                     self._threads,
                     self.config.limits,
                 )
+                verdict = verdict_from_probabilities(faces, face_probabilities, options.pipeline)
+                report = verdict_report(
+                    verdict, options.pipeline, self.model_info, options.include_crops
+                )
+                if explain:
+                    report["explanations"] = self._explanations(
+                        verdict.faces, face_probabilities, options.explain_faces
+                    )
+                self._record_metrics(context, idx, report)
             except RequestError as error:
                 responses[idx] = self._error(context, idx, error.status, error.error, error.message)
                 continue
@@ -128,57 +136,15 @@ class DeepfakeHandler(BaseHandler):
                 logger.exception("deepfake: request %s failed", context.get_request_id(idx))
                 responses[idx] = self._internal_error(context, idx)
                 continue
-            jobs.append((idx, options, explain, faces))
-
-        try:
-            classified = self._classify_all([faces for *_, faces in jobs])
-        except Exception:  # nothing per request to blame: every request of the batch fails
-            logger.exception("deepfake: classifying a batch of %d videos failed", len(jobs))
-            classified = [None] * len(jobs)
-        for (idx, options, explain, faces), result in zip(jobs, classified, strict=True):
-            if result is None:
-                responses[idx] = self._internal_error(context, idx)
-                continue
-            face_probabilities, classify_ms = result
-            try:
-                verdict = verdict_from_probabilities(faces, face_probabilities, options.pipeline)
-                verdict.timing_ms["classify"] = classify_ms
-                report = verdict_report(
-                    verdict, options.pipeline, self.model_info, options.include_crops
-                )
-                if explain:
-                    report["explanations"] = self._explanations(
-                        verdict.faces, face_probabilities, options.explain_faces
-                    )
-                self._record_metrics(context, idx, report)
-                responses[idx] = {v1_key[idx]: [report]} if idx in v1_key else report
-                logger.info(
-                    "deepfake: scored request %s: %d frames, %d faces, %s",
-                    context.get_request_id(idx),
-                    report["frames_analyzed"],
-                    report["faces_found"],
-                    report["label"],
-                )
-            except Exception:
-                logger.exception("deepfake: request %s failed", context.get_request_id(idx))
-                responses[idx] = self._internal_error(context, idx)
+            responses[idx] = {v1_key[idx]: [report]} if idx in v1_key else report
+            logger.info(
+                "deepfake: scored request %s: %d frames, %d faces, %s",
+                context.get_request_id(idx),
+                report["frames_analyzed"],
+                report["faces_found"],
+                report["label"],
+            )
         return [json.dumps(response) for response in responses]
-
-    def _classify_all(self, videos: list[Any]) -> list[tuple[np.ndarray, float]]:
-        """Per video, its faces' fake probabilities and its share of the classification time,
-        from as few forward passes as the batch size allows over all faces of all videos."""
-        counts = [video.face_count for video in videos]
-        crops = [crop for video in videos for crop in video.face_crops]
-        started = time.perf_counter()
-        flat = classify_crops(
-            self.classifier, self.settings, crops, self.config.pipeline.batch_size
-        )
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        per_video = np.split(flat, np.cumsum(counts)[:-1]) if videos else []
-        return [
-            (probabilities, elapsed_ms * count / max(1, len(crops)))
-            for probabilities, count in zip(per_video, counts, strict=True)
-        ]
 
     def _explanations(
         self, faces: Any, probabilities: np.ndarray, count: int

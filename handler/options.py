@@ -81,6 +81,10 @@ class ServingConfig:
             aggregation=str(block.pop("aggregation", defaults.aggregation)),
             threshold=float(block.pop("threshold", defaults.threshold)),
             batch_size=int(block.pop("batch_size", defaults.batch_size)),
+            skip_unsampled_frames=bool(
+                block.pop("skip_unsampled_frames", defaults.skip_unsampled_frames)
+            ),
+            overlap_stages=bool(block.pop("overlap_stages", defaults.overlap_stages)),
         )
         threads = block.pop("torch_threads", "auto")
         config = cls(

@@ -6,8 +6,9 @@ functions; nothing here knows about either.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 from model.aggregation import AGGREGATIONS, aggregate
 from model.faces import DetectorConfig, FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
+from model.prefetch import prefetch
 from model.tensors import crops_to_batch
 from model.video import (
     DEFAULT_LIMITS,
@@ -39,6 +41,10 @@ class PipelineConfig:
     aggregation: str = "mean"
     threshold: float = 0.5  # fake_probability >= threshold is labelled fake
     batch_size: int = 4  # face crops per forward pass (4: OpenVINO buffers ~190 MB at 299 px)
+    # Let the decoder skip unsampled frames no other frame refers to (same sampled pixels).
+    skip_unsampled_frames: bool = True
+    # Decode and detect in a second thread while the network classifies the faces found so far.
+    overlap_stages: bool = True
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -72,9 +78,9 @@ class FrameFaces:
 class VideoFaces:
     """The sampled frames of one video and the faces found in them (frames themselves dropped)."""
 
-    info: VideoInfo
-    frames: list[FrameFaces]
-    timing_ms: dict[str, float]
+    info: VideoInfo | None = None  # set once the video is open
+    frames: list[FrameFaces] = field(default_factory=list)
+    timing_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def face_crops(self) -> list[np.ndarray]:
@@ -105,14 +111,37 @@ def extract_faces(
     settings: ModelSettings,
     decode_threads: int = 0,
     limits: VideoLimits = DEFAULT_LIMITS,
+    skip_unsampled_frames: bool = True,
 ) -> VideoFaces:
     """Decode the sampled frames, find the faces and cut their crops as the settings say;
     each full frame is dropped once its faces are cut, so memory holds crops only.
     `decode_threads`: FFmpeg's decoder threads (0: all cores); `limits`: what the video may
-    cost (`VideoLimitError` past them)."""
-    timing_ms = {"decode": 0.0, "detect": 0.0}
-    frames: list[FrameFaces] = []
-    with VideoReader(source, decode_threads, limits) as reader:
+    cost (`VideoLimitError` past them); `skip_unsampled_frames`: see `PipelineConfig`."""
+    faces = VideoFaces()
+    for frame in iter_frame_faces(
+        source, sampling, detector, settings, faces, decode_threads, limits, skip_unsampled_frames
+    ):
+        faces.frames.append(frame)
+    return faces
+
+
+def iter_frame_faces(
+    source: VideoSource,
+    sampling: SamplingConfig,
+    detector: FaceDetector,
+    settings: ModelSettings,
+    faces: VideoFaces,
+    decode_threads: int = 0,
+    limits: VideoLimits = DEFAULT_LIMITS,
+    skip_unsampled_frames: bool = True,
+) -> Iterator[FrameFaces]:
+    """`extract_faces` one sampled frame at a time; sets `faces.info` once the video is open
+    and adds the decode and detect times to `faces.timing_ms` as it goes (the caller keeps the
+    frames it wants)."""
+    timing_ms = faces.timing_ms
+    timing_ms.update(decode=0.0, detect=0.0)
+    with VideoReader(source, decode_threads, limits, skip_unsampled_frames) as reader:
+        faces.info = reader.info
         width, height = reader.info.width, reader.info.height
         sampled = reader.sample(sampling)
         while True:
@@ -122,17 +151,15 @@ def extract_faces(
             if frame is None:
                 break
             started = time.perf_counter()
-            faces = []
+            found = []
             for detection in detector.detect(frame.rgb):
                 crop_box = enlarged_square_box(
                     detection.box, width, height, settings.face_crop_scale
                 )
                 crop = crop_face(frame.rgb, crop_box, settings.input_size)
-                faces.append(Face(detection.box, crop_box, detection.score, crop))
-            frames.append(FrameFaces(frame.index, frame.timestamp_s, faces))
+                found.append(Face(detection.box, crop_box, detection.score, crop))
             timing_ms["detect"] += _elapsed_ms(started)
-        info = reader.info
-    return VideoFaces(info, frames, timing_ms)
+            yield FrameFaces(frame.index, frame.timestamp_s, found)
 
 
 @torch.inference_mode()
@@ -176,6 +203,71 @@ def verdict_from_probabilities(
     )
 
 
+def score_video(
+    source: VideoSource,
+    classifier: nn.Module,
+    settings: ModelSettings,
+    config: PipelineConfig,
+    detector: FaceDetector,
+    decode_threads: int = 0,
+    limits: VideoLimits = DEFAULT_LIMITS,
+) -> tuple[VideoFaces, np.ndarray]:
+    """The faces of the sampled frames and each face's fake probability (in `face_crops`
+    order); `timing_ms` gets decode, detect and classify. With `config.overlap_stages` a second
+    thread decodes and detects while this one classifies each micro-batch as soon as it is
+    full, so the stage times overlap and add up to more than the wall time."""
+    faces = VideoFaces()
+    frames = iter_frame_faces(
+        source,
+        config.sampling,
+        detector,
+        settings,
+        faces,
+        decode_threads,
+        limits,
+        config.skip_unsampled_frames,
+    )
+    # A few frames ahead at most: the queue holds crops only, the producer waits when it is full.
+    if config.overlap_stages:
+        frames = prefetch(frames, depth=2 * config.batch_size)
+    classified = _MicroBatches(classifier, settings, config.batch_size)
+    with contextlib.closing(frames):  # on an error too: stop the producer, close the video
+        for frame in frames:
+            faces.frames.append(frame)
+            classified.add(face.crop for face in frame.faces)
+    probabilities = classified.finish()
+    faces.timing_ms["classify"] = classified.elapsed_ms
+    return faces, probabilities
+
+
+class _MicroBatches:
+    """Classifies crops `batch_size` at a time as they arrive; `finish` runs the rest."""
+
+    def __init__(self, classifier: nn.Module, settings: ModelSettings, batch_size: int) -> None:
+        self._classifier, self._settings = classifier, settings
+        self._batch_size = batch_size
+        self._waiting: list[np.ndarray] = []
+        self._done: list[np.ndarray] = []
+        self.elapsed_ms = 0.0
+
+    def add(self, crops: Iterable[np.ndarray]) -> None:
+        self._waiting.extend(crops)
+        while len(self._waiting) >= self._batch_size:
+            self._run(self._waiting[: self._batch_size])
+            del self._waiting[: self._batch_size]
+
+    def finish(self) -> np.ndarray:
+        if self._waiting:
+            self._run(self._waiting)
+            self._waiting = []
+        return np.concatenate(self._done) if self._done else np.zeros(0, dtype=np.float32)
+
+    def _run(self, crops: list[np.ndarray]) -> None:
+        started = time.perf_counter()
+        self._done.append(classify_crops(self._classifier, self._settings, crops, self._batch_size))
+        self.elapsed_ms += _elapsed_ms(started)
+
+
 def analyze_video(
     source: VideoSource,
     network: nn.Module,
@@ -184,13 +276,8 @@ def analyze_video(
     detector: FaceDetector,
 ) -> VideoVerdict:
     """Video (path or bytes) to verdict through the whole pipeline."""
-    faces = extract_faces(source, config.sampling, detector, settings)
-    started = time.perf_counter()
-    probabilities = classify_crops(network, settings, faces.face_crops, config.batch_size)
-    classify_ms = _elapsed_ms(started)
-    verdict = verdict_from_probabilities(faces, probabilities, config)
-    verdict.timing_ms["classify"] = classify_ms
-    return verdict
+    faces, probabilities = score_video(source, network, settings, config, detector)
+    return verdict_from_probabilities(faces, probabilities, config)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import numpy as np
 import pytest
 import torch
 
+from model.errors import VideoInputError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
 from model.pipeline import (
@@ -14,8 +18,10 @@ from model.pipeline import (
     PipelineConfig,
     analyze_video,
     classify_crops,
+    score_video,
     verdict_from_probabilities,
 )
+from tests.video_factory import encode_video, grace_hopper_rgb
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +88,59 @@ def test_pipeline_config_rejects_nonsense():
         PipelineConfig(aggregation="vote")
     with pytest.raises(ValueError, match="threshold"):
         PipelineConfig(threshold=1.5)
+
+
+STRAIGHTFORWARD = PipelineConfig(skip_unsampled_frames=False, overlap_stages=False)
+
+
+def test_skipping_and_overlapping_give_the_straightforward_result(
+    sample_videos, network, settings, detector
+):
+    names = ["a_fs_wolfgang_c1__grace_hopper.mp4", "a_still_multi_face.mp4"]
+    for video in (v for v in sample_videos if v.name in names):
+        expected, expected_p = score_video(video.path, network, settings, STRAIGHTFORWARD, detector)
+        for config in (
+            PipelineConfig(),
+            dataclasses.replace(STRAIGHTFORWARD, overlap_stages=True),
+            dataclasses.replace(STRAIGHTFORWARD, skip_unsampled_frames=True),
+        ):
+            faces, probabilities = score_video(video.path, network, settings, config, detector)
+            assert faces.info == expected.info
+            assert [(f.frame_index, f.timestamp_s) for f in faces.frames] == [
+                (f.frame_index, f.timestamp_s) for f in expected.frames
+            ]
+            boxes = [[face.crop_box for face in f.faces] for f in faces.frames]
+            assert boxes == [[face.crop_box for face in f.faces] for f in expected.frames]
+            # Same crops in the same micro-batches: the same numbers, not merely close ones.
+            np.testing.assert_array_equal(probabilities, expected_p)
+            assert set(faces.timing_ms) == {"decode", "detect", "classify"}
+
+
+def _threads_settle(count: int) -> bool:
+    for _ in range(50):
+        if threading.active_count() <= count:
+            return True
+        threading.Event().wait(0.05)
+    return False
+
+
+def test_an_error_while_decoding_ahead_reaches_the_caller(network, settings, detector):
+    frames = [np.roll(grace_hopper_rgb(), shift, axis=1) for shift in range(0, 120, 4)]
+    data = encode_video(frames, faststart=True)
+    truncated = data[: int(len(data) * 0.6)]
+    before = threading.active_count()
+    with pytest.raises(VideoInputError, match="truncated"):
+        score_video(truncated, network, settings, PipelineConfig(), detector)
+    assert _threads_settle(before), "the decoding thread outlived the request"
+
+
+def test_a_failing_classifier_stops_the_decoding_thread(one_face_video, settings, detector):
+    class Broken(torch.nn.Module):
+        def forward(self, batch):
+            raise RuntimeError("engine failed")
+
+    before = threading.active_count()
+    config = PipelineConfig(batch_size=1)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        score_video(one_face_video.path, Broken(), settings, config, detector)
+    assert _threads_settle(before), "the decoding thread outlived the request"

@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from handler import client as client_cli
 from handler import healthcheck
-from handler.archive import ARCHIVE_INFO, build_archive
+from handler.archive import ARCHIVE_INFO, DEFAULT_CONFIG, build_archive
 from handler.client import DeepfakeClient, ServerError
 from handler.healthcheck import read_keys
 from model.faces import make_detector
@@ -50,16 +51,25 @@ def checkpoint(tmp_path_factory) -> Path:
     return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
 
 
+# deepfake-v2.mar batches requests (the shipped config does not), so batching is tested too.
+V2_BATCH = {"batchSize": 4, "maxBatchDelay": 500}
+
+
 @pytest.fixture(scope="module")
 def model_store(checkpoint, split_file, tmp_path_factory) -> Path:
-    """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0
-    and an int8 model calibrated on the small set's faces."""
+    """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0,
+    an int8 model calibrated on the small set's faces and TorchServe batching (`V2_BATCH`)."""
     store = tmp_path_factory.mktemp("model_store")
     build_archive(checkpoint, store)
     network, settings = load_checkpoint(checkpoint)
     second = checkpoint.parent / "second" / "best.pt"
     save_checkpoint(network, dataclasses.replace(settings, version="0.2.0"), second)
-    build_archive(second, store, file_name="deepfake-v2", int8_split=split_file)
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text()) | V2_BATCH
+    config_file = second.parent / "model-config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    build_archive(
+        second, store, file_name="deepfake-v2", config_file=config_file, int8_split=split_file
+    )
     return store
 
 
@@ -204,9 +214,9 @@ def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_vi
 
 
 def test_a_bad_request_in_a_batch_leaves_the_others_alone(server, sample_videos):
-    """Requests that queue together are handled as one batch (faces in shared forward
-    passes); each still gets its own verdict, equal to the one it gets alone."""
-    client = server.client
+    """Requests that queue together are handled as one batch (0.2.0 batches, see `V2_BATCH`);
+    each still gets its own verdict, equal to the one it gets alone."""
+    client = DeepfakeClient(dataclasses.replace(server.client.address, model="deepfake/0.2.0"))
     videos = [v.path for v in sample_videos if v.face_frames][:3]
     alone = {path: client.predict(path, {"frames": 2})["fake_probability"] for path in videos}
     uploads = [*videos, b"not a video at all"]
@@ -313,7 +323,7 @@ def test_two_workers_both_serve_and_share_the_cores(server, sample_videos):
     client.scale(2)
     try:
         assert client.ready_workers() == 2
-        # More requests than one batch (batchSize 4) at once, so both workers get some.
+        # Eight requests at once, so both workers get some.
         videos = [v.path for v in sample_videos if v.face_frames][:8]
         results: list[dict] = []
         threads = [

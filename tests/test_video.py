@@ -214,3 +214,58 @@ def test_sampling_never_exceeds_the_cap_and_stays_in_the_video(
         assert len(indices) <= num_frames
     assert indices == sorted(set(indices))
     assert indices[0] == 0 and indices[-1] <= max(frame_count, 1) - 1
+
+
+def _read_all(source, sampling: SamplingConfig, skip: bool) -> tuple[list, int]:
+    with VideoReader(source, threads=2, skip_unsampled=skip) as reader:
+        frames = list(reader.sample(sampling))
+        return frames, reader.frames_decoded
+
+
+def _assert_same_frames(expected, got, what: str) -> None:
+    assert [f.index for f in got] == [f.index for f in expected], what
+    for a, b in zip(expected, got, strict=True):
+        assert a.timestamp_s == b.timestamp_s, what
+        np.testing.assert_array_equal(a.rgb, b.rgb, err_msg=what)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [SamplingConfig(), SamplingConfig(num_frames=7), SamplingConfig(interval=3)],
+    ids=["every-20th", "7-frames", "every-3rd"],
+)
+def test_skipping_unsampled_frames_gives_the_same_frames(sample_videos, sampling):
+    """Skipping non-reference frames nobody asked for must not move or change a sampled one."""
+    for video in sample_videos:
+        expected, _ = _read_all(video.path, sampling, skip=False)
+        got, _ = _read_all(video.path, sampling, skip=True)
+        _assert_same_frames(expected, got, video.name)
+
+
+def test_skipping_decodes_fewer_frames_of_a_video_with_b_frames():
+    frames = [np.roll(grace_hopper_rgb(), shift, axis=1) for shift in range(0, 120, 2)]
+    data = encode_video(frames)  # libx264's defaults: B-frames, some not referenced
+    sampling = SamplingConfig(interval=10)
+    expected, all_decoded = _read_all(data, sampling, skip=False)
+    got, decoded = _read_all(data, sampling, skip=True)
+    _assert_same_frames(expected, got, "x264 clip")
+    assert [f.index for f in got] == [0, 10, 20, 30, 40, 50]
+    assert all_decoded == 51  # stops after the last sampled frame
+    assert decoded < 0.8 * all_decoded
+
+
+@pytest.mark.parametrize(
+    "make_video",
+    [
+        lambda: encode_video(blank_frames(6), frame_times_s=[0.0, 0.1, 0.15, 0.5, 0.55, 1.3]),
+        lambda: encode_video(blank_frames(40), container="webm", codec="libvpx-vp9"),
+        lambda: encode_video([np.ascontiguousarray(np.rot90(grace_hopper_rgb()))] * 9, rotation=90),
+    ],
+    ids=["variable-frame-rate", "webm-vp9", "rotated"],
+)
+def test_skipping_keeps_frames_of_unusual_videos(make_video):
+    data = make_video()
+    for sampling in (SamplingConfig(interval=2), SamplingConfig(num_frames=3)):
+        expected, _ = _read_all(data, sampling, skip=False)
+        got, _ = _read_all(data, sampling, skip=True)
+        _assert_same_frames(expected, got, str(sampling))
