@@ -8,6 +8,7 @@ answered normally and the worker lives on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -29,8 +30,14 @@ from model.cpu import cpu_model, limit_library_threads, usable_cores
 from model.errors import CheckpointError, VideoInputError, VideoLimitError
 from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
+from model.memory import return_large_buffers_to_os
 from model.network import file_sha256, load_checkpoint
-from model.pipeline import classify_crops, score_video, verdict_from_probabilities
+from model.pipeline import (
+    PipelineConfig,
+    classify_crops,
+    score_video,
+    verdict_from_probabilities,
+)
 from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
 from model.runtime import INT8_MODEL_NAME, choose_path, prepare_classifier
 
@@ -48,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 class DeepfakeHandler(BaseHandler):
     def initialize(self, context: Any) -> None:
+        return_large_buffers_to_os()  # before any frame is decoded: see model/memory.py
         properties = context.system_properties
         model_dir = Path(properties["model_dir"])
         weights = model_dir / context.manifest["model"]["serializedFile"]
@@ -108,7 +116,7 @@ class DeepfakeHandler(BaseHandler):
                     video,
                     self.classifier,
                     self.settings,
-                    options.pipeline,
+                    self._staged(options.pipeline),
                     self.detector,
                     self._threads,
                     self.config.limits,
@@ -223,6 +231,13 @@ class DeepfakeHandler(BaseHandler):
             self.classifier.set_threads(wanted)
             self._threads = wanted
             logger.info("deepfake: torch threads %d (%d usable cores)", wanted, usable_cores())
+
+    def _staged(self, pipeline: PipelineConfig) -> PipelineConfig:
+        """Overlap decoding with classification only with 2+ cores to this worker: on one, the
+        second thread would take turns with the first and oversubscribe the worker's share."""
+        if self._threads >= 2:
+            return pipeline
+        return dataclasses.replace(pipeline, overlap_stages=False)
 
     def _warm_up(self) -> None:
         """One full micro-batch at start, so the first user request does not pay for the

@@ -213,9 +213,10 @@ def score_video(
     limits: VideoLimits = DEFAULT_LIMITS,
 ) -> tuple[VideoFaces, np.ndarray]:
     """The faces of the sampled frames and each face's fake probability (in `face_crops`
-    order); `timing_ms` gets decode, detect and classify. With `config.overlap_stages` a second
-    thread decodes and detects while this one classifies each micro-batch as soon as it is
-    full, so the stage times overlap and add up to more than the wall time."""
+    order); `timing_ms` gets decode, detect, classify and total. With `config.overlap_stages`
+    a second thread decodes and detects while this one classifies each micro-batch as soon as
+    it is full, so the stage times overlap and add up to more than `total`, the wall time."""
+    started = time.perf_counter()
     faces = VideoFaces()
     frames = iter_frame_faces(
         source,
@@ -237,6 +238,7 @@ def score_video(
             classified.add(face.crop for face in frame.faces)
     probabilities = classified.finish()
     faces.timing_ms["classify"] = classified.elapsed_ms
+    faces.timing_ms["total"] = _elapsed_ms(started)
     return faces, probabilities
 
 

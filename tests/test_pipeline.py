@@ -58,7 +58,7 @@ def test_face_video_verdict_is_built_from_its_faces(one_face_video, network, set
     per_face = [p for frame in verdict.face_probabilities for p in frame]
     assert len(per_face) == verdict.faces.face_count == 6
     assert verdict.fake_probability == pytest.approx(np.mean(per_face), abs=1e-6)
-    assert set(verdict.timing_ms) == {"decode", "detect", "classify"}
+    assert set(verdict.timing_ms) == {"decode", "detect", "classify", "total"}
 
 
 def test_frames_without_a_face_do_not_count(sample_videos, network, settings, detector):
@@ -113,7 +113,7 @@ def test_skipping_and_overlapping_give_the_straightforward_result(
             assert boxes == [[face.crop_box for face in f.faces] for f in expected.frames]
             # Same crops in the same micro-batches: the same numbers, not merely close ones.
             np.testing.assert_array_equal(probabilities, expected_p)
-            assert set(faces.timing_ms) == {"decode", "detect", "classify"}
+            assert set(faces.timing_ms) == {"decode", "detect", "classify", "total"}
 
 
 def _threads_settle(count: int) -> bool:

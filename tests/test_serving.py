@@ -128,7 +128,7 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, checkpoint):
     assert set(report["model"]) == MODEL_KEYS
     assert report["model"]["checkpoint_sha256"] == file_sha256(checkpoint)
     assert report["model"]["inference_path"] == choose_path("auto").name  # by this CPU's flags
-    assert set(report["timing_ms"]) == {"decode", "detect", "classify"}
+    assert set(report["timing_ms"]) == {"decode", "detect", "classify", "total"}
     for frame in report["frames"]:
         assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
         for face in frame["faces"]:

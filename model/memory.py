@@ -1,0 +1,23 @@
+"""Keep a long-running worker's memory close to what it uses (glibc's malloc, Linux)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+LARGE_BUFFER_BYTES = 1 << 20
+
+
+def return_large_buffers_to_os(threshold: int = LARGE_BUFFER_BYTES) -> bool:
+    """Have glibc give each allocation of `threshold` bytes or more its own mapping, returned to
+    the OS when freed. By default glibc raises that threshold after the first such free (up to
+    32 MB), so later decoded frames (6 MB at 1080p, 25 MB at 4K) come from the heap, whose
+    high-water mark then stays: a worker's peak RSS was 1.53-1.57 GB instead of 1.42-1.44 GB
+    on a 10 s 4K clip (AMD EPYC AVX2). False where the C library has no `mallopt` (not glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
