@@ -152,6 +152,7 @@ class VideoReader:
             self._packets = self._container.demux(self._stream)
             self._pending: deque[av.VideoFrame] = deque()  # decoded, not yet read
             self._wanted_pts: frozenset[int] | None = None  # None: decode every frame
+            self._demuxed_pts: list[int | None] | None = None  # see _packet_pts
             self._first_frame = self._next_decoded_frame(index=0)
             self.info = self._read_info()
             self._check_info_limits()
@@ -196,7 +197,7 @@ class VideoReader:
         or the timestamps cannot rank them (missing or repeated)."""
         if not self._skip_unsampled or len(wanted) >= self.info.frame_count:
             return None
-        presentation = _presentation_times(self._source)
+        presentation = _presentation_times(self._packet_pts())
         first = self._first_frame
         if presentation is None or first is None or first.pts not in presentation:
             return None
@@ -272,7 +273,7 @@ class VideoReader:
         width, height = first.width, first.height
         if rotation % 180:
             width, height = height, width
-        frame_count = stream.frames or _count_video_packets(self._source)
+        frame_count = stream.frames or len(self._packet_pts())
         time_base = stream.time_base
         duration_s = 0.0
         if stream.duration and time_base:
@@ -293,6 +294,14 @@ class VideoReader:
             rotation=rotation,
             container=self._container.format.name,
         )
+
+    def _packet_pts(self) -> list[int | None]:
+        """Each video packet's timestamp, from one demux pass without decoding, made at most
+        once per video: it gives the frame count where the container declares none (WebM,
+        MKV) and the presentation order that frame skipping ranks frames by."""
+        if self._demuxed_pts is None:
+            self._demuxed_pts = _video_packet_pts(self._source)
+        return self._demuxed_pts
 
     def _timestamp_s(self, frame: av.VideoFrame, index: int) -> float:
         if frame.pts is None or frame.time_base is None:
@@ -395,15 +404,9 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     raise VideoInputError("no video stream in the file")
 
 
-def _count_video_packets(source: bytes | bytearray | memoryview | Path) -> int:
-    """Frame count for containers that do not declare it (WebM, MKV): demux without decoding."""
-    return len(_video_packet_pts(source))
-
-
-def _presentation_times(source: bytes | bytearray | memoryview | Path) -> list[int] | None:
+def _presentation_times(stamps: list[int | None]) -> list[int] | None:
     """The video packets' timestamps in presentation order (a frame's rank in it is its index),
     or None when some packet has none or two share one, so they cannot rank the frames."""
-    stamps = _video_packet_pts(source)
     if None in stamps or len(set(stamps)) != len(stamps):
         return None
     return sorted(stamps)
