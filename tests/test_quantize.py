@@ -14,7 +14,9 @@ from model.pipeline import PipelineConfig, classify_crops, extract_faces, verdic
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
 from model.video import SamplingConfig
 from tests.torchserve_harness import random_checkpoint
-from training.quantize import QuantizeConfig, build_int8, main
+from training.data_dir import load_split
+from training.dataset import FaceCrops, split_items
+from training.quantize import QuantizeConfig, build_int8, main, quantize
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +89,22 @@ def test_a_failed_check_saves_nothing_and_exits_non_zero(checkpoint, split_file,
     assert "moves by" in report["reason"]
     assert not (tmp_path / "out").exists()
     np.testing.assert_array_less(0, report["max_probability_shift"])
+
+
+def test_accuracy_control_puts_the_worst_layers_back_to_fp32(checkpoint, split_file):
+    """An unreachable target on the calibration videos: NNCF ranks the layers and returns
+    the quantized model with `max_restored_layers` of them back in fp32 (fewer FakeQuantize
+    nodes than with a target the plain int8 model already meets)."""
+    network, settings = load_checkpoint(checkpoint)
+    split = load_split(split_file)
+    items = split_items(split, "train", split["image_dir"], fake_source="videos")
+    crops = FaceCrops(items, settings, train=False)
+    counts = {}
+    for name, target in (("met", 1.0), ("unreachable", 0.0)):
+        config = QuantizeConfig(
+            calibration_crops=40, restore_max_shift=target, max_restored_layers=2, ranking_crops=16
+        )
+        int8_model, used = quantize(network, settings, crops, config)
+        assert used == min(40, len(crops))
+        counts[name] = sum(op.get_type_name() == "FakeQuantize" for op in int8_model.get_ops())
+    assert 0 < counts["unreachable"] < counts["met"], counts
