@@ -47,8 +47,8 @@ class QuantizeConfig:
     # Accuracy control on the calibration videos (the validation check stays independent):
     # NNCF ranks the quantized layers by how much they move these crops and puts the worst
     # back to fp32, one at a time, until no calibration video moves more than this.
-    # 0.015: the demo model met it with 3 of its 88 layers back in fp32; at 0.01 NNCF went on
-    # ranking the rest (5 min a pass on 2 cores) for a 0.001 gain.
+    # 0.015: the demo model met it with 3-4 of its 88 layers back in fp32; at 0.01 NNCF went
+    # on ranking the rest (5 min a pass on 2 cores) for a 0.001 gain.
     restore_max_shift: float = 0.015
     max_restored_layers: int = 10  # each costs speed
     ranking_crops: int = 50  # crops NNCF ranks the layers on (the ones int8 moves most)
@@ -77,6 +77,7 @@ def quantize(
     spread evenly over the calibration set, then layers put back to fp32 until no calibration
     video's fake probability moves more than `restore_max_shift` from the fp32 network's."""
     import nncf  # only the archive step quantizes; workers never import NNCF
+    import openvino as ov
     from nncf.quantization.advanced_parameters import (
         AdvancedAccuracyRestorerParameters,
         AdvancedQuantizationParameters,
@@ -96,9 +97,10 @@ def quantize(
     positions = list(range(len(indices)))
     video_ids = [calibration.items[i].video_id for i in indices]
     fp32_model = convert_to_openvino(network, settings)
-    reference = _probabilities(
-        OpenVinoClassifier(fp32_model, config.threads), settings, positions, to_input, config
+    fp32_compiled = ov.Core().compile_model(
+        fp32_model, "CPU", {"INFERENCE_NUM_THREADS": config.threads}
     )
+    reference = _probabilities(fp32_compiled, settings, positions, to_input, config)
 
     def video_agreement(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
         """NNCF's metric, higher is better: 1 - the largest move of a video's mean fake
@@ -134,21 +136,18 @@ def quantize(
 
 
 def _probabilities(
-    engine: Any,
+    compiled: Any,
     settings: ModelSettings,
     positions: list[int],
     to_input: Callable[[int], np.ndarray],
     config: QuantizeConfig,
 ) -> np.ndarray:
-    """Fake probability per calibration crop, `batch_size` crops per call of `engine` (an
-    `OpenVinoClassifier` or a compiled OpenVINO model: both take a batch first)."""
+    """Fake probability per calibration crop, `batch_size` crops per call of the compiled
+    OpenVINO model."""
     probabilities = []
     for start in range(0, len(positions), config.batch_size):
         batch = np.concatenate([to_input(p) for p in positions[start : start + config.batch_size]])
-        if isinstance(engine, nn.Module):
-            logits = engine(torch.from_numpy(batch))
-        else:
-            logits = torch.from_numpy(np.asarray(engine(batch)[0], dtype=np.float32))
+        logits = torch.from_numpy(np.asarray(compiled(batch)[0], dtype=np.float32))
         probabilities.append(fake_probabilities_from_logits(logits, settings).numpy())
     return np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32)
 
