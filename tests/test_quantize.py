@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from model.faces import make_detector
-from model.network import ModelSettings, load_checkpoint
+from model.network import ModelSettings, load_checkpoint, load_settings
 from model.pipeline import PipelineConfig, classify_crops, extract_faces, verdict_from_probabilities
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
 from model.video import SamplingConfig
@@ -98,7 +98,7 @@ def test_accuracy_control_puts_the_worst_layers_back_to_fp32(checkpoint, split_f
     the quantized model with `max_restored_layers` of them back in fp32 (fewer FakeQuantize
     nodes than with a target the plain int8 model already meets). A small convolutional
     network: NNCF recompiles the model for every layer it ranks (3 min for Xception here)."""
-    _, settings = load_checkpoint(checkpoint)
+    settings = load_settings(checkpoint)
     torch.manual_seed(0)
     network = nn.Sequential(
         nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(),

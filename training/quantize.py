@@ -33,7 +33,7 @@ from model.video import evenly_spaced
 from training.data_dir import load_split
 from training.dataset import Collate, FaceCrops, split_items
 from training.evaluate import all_metrics, evaluate_split
-from training.scoring import video_probabilities
+from training.scoring import CropScores, video_probabilities
 
 
 @dataclass(frozen=True)
@@ -95,23 +95,32 @@ def quantize(
         return batch.numpy()
 
     positions = list(range(len(indices)))
-    video_ids = [calibration.items[i].video_id for i in indices]
+    crops = [calibration.items[i] for i in indices]
     fp32_model = convert_to_openvino(network, settings)
     fp32_compiled = ov.Core().compile_model(
         fp32_model, "CPU", {"INFERENCE_NUM_THREADS": config.threads}
     )
     reference = _probabilities(fp32_compiled, settings, positions, to_input, config)
 
+    def videos(items: list[int], probabilities: np.ndarray) -> dict[str, tuple[int, float | None]]:
+        """These crops' video probabilities, aggregated as the check aggregates them."""
+        picked = [crops[p] for p in items]
+        scores = CropScores(
+            video_ids=[crop.video_id for crop in picked],
+            frame_indices=[crop.frame_index for crop in picked],
+            labels=np.array([crop.label for crop in picked], dtype=np.int64),
+            probabilities=probabilities,
+            loss=0.0,
+        )
+        return video_probabilities(scores, config.aggregation)
+
     def video_agreement(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
-        """NNCF's metric, higher is better: 1 - the largest move of a video's mean fake
+        """NNCF's metric, higher is better: 1 - the largest move of a video's fake
         probability from fp32 over these crops; per crop, 1 - its own move."""
         items = list(items)
-        moved = _probabilities(compiled, settings, items, to_input, config) - reference[items]
-        by_video: dict[str, list[float]] = {}
-        for position, move in zip(items, moved, strict=True):
-            by_video.setdefault(video_ids[position], []).append(float(move))
-        worst = max((abs(float(np.mean(m))) for m in by_video.values()), default=0.0)
-        return 1.0 - worst, [1.0 - abs(float(m)) for m in moved]
+        probabilities = _probabilities(compiled, settings, items, to_input, config)
+        worst = _largest_move(videos(items, reference[items]), videos(items, probabilities))
+        return 1.0 - worst, [1.0 - abs(float(m)) for m in probabilities - reference[items]]
 
     int8_model = nncf.quantize_with_accuracy_control(
         fp32_model,
@@ -166,10 +175,7 @@ def check_int8(
     int8 = evaluate_split(split_file, "val", int8_classifier, settings, config.batch_size)
     fp32_videos = video_probabilities(fp32.scores, config.aggregation)
     int8_videos = video_probabilities(int8.scores, config.aggregation)
-    shift = max(
-        (abs(fp32_videos[v][1] - int8_videos[v][1]) for v in fp32_videos),
-        default=0.0,
-    )
+    shift = _largest_move(fp32_videos, int8_videos)
     auc_fp32 = _auc(all_metrics(fp32, config.aggregation))
     auc_int8 = _auc(all_metrics(int8, config.aggregation))
     problems = []
@@ -211,6 +217,14 @@ def build_int8(
         output_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(int8_model, output_dir / INT8_MODEL_NAME, compress_to_fp16=False)
     return check
+
+
+def _largest_move(
+    fp32_videos: dict[str, tuple[int, float | None]],
+    int8_videos: dict[str, tuple[int, float | None]],
+) -> float:
+    """The largest change of a video's fake probability from fp32 to int8."""
+    return max((abs(fp32_videos[v][1] - int8_videos[v][1]) for v in fp32_videos), default=0.0)
 
 
 def _auc(metrics: dict[str, float]) -> float | None:
