@@ -37,7 +37,7 @@ import yaml
 from handler.archive import DEFAULT_CONFIG, build_archive
 from model.cpu import cpu_flags, cpu_model
 from model.network import ModelSettings
-from model.runtime import BASELINE_PATH, choose_path
+from model.runtime import BASELINE_PATH, candidate_paths
 from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
     flags = sorted(flag for flag in REPORTED_FLAGS if flag in cpu_flags())
     cpu = f"{cpu_model()} ({len(psutil.Process().cpu_affinity())} cores; {' '.join(flags)})"
-    print(
-        f"bench: CPU {cpu}; torch {torch.__version__}; auto path here: {choose_path('auto').name}"
-    )
+    auto = ", ".join(path.name for path in candidate_paths("auto"))
+    print(f"bench: CPU {cpu}; torch {torch.__version__}; auto candidates here: {auto}")
     clips = {name: make_clip(name) for name in args.clips.split(",")}
     with tempfile.TemporaryDirectory(prefix="deepfake-bench-") as folder:
         work = Path(folder)

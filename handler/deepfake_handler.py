@@ -32,14 +32,10 @@ from model.explain import grad_cam, heatmap_grey, overlay
 from model.faces import make_detector
 from model.memory import return_large_buffers_to_os
 from model.network import file_sha256, load_checkpoint
-from model.pipeline import (
-    PipelineConfig,
-    classify_crops,
-    score_video,
-    verdict_from_probabilities,
-)
+from model.pipeline import PipelineConfig, score_video, verdict_from_probabilities
 from model.report import ModelInfo, encode_image_base64, error_report, verdict_report
-from model.runtime import INT8_MODEL_NAME, choose_path, prepare_classifier
+from model.runtime import INT8_MODEL_NAME, choose_classifier
+from model.tensors import crops_to_batch
 
 # TorchServe's BaseHandler imports openvino.torch (its torch.compile backend) whenever OpenVINO
 # is installed, which loads TorchDynamo, Inductor and Triton: +210 MB in every worker for a
@@ -64,12 +60,21 @@ class DeepfakeHandler(BaseHandler):
         archived = json.loads((model_dir / ARCHIVE_INFO).read_text())
         sha256 = _verified_sha256(weights, archived["checkpoint_sha256"])
         int8_model = _archived_int8_model(model_dir, archived)
-        self.path = choose_path(self.config.inference_path, int8_available=int8_model is not None)
         self._threads = self._thread_share()
         limit_library_threads(self._threads)
-        self.classifier = prepare_classifier(
-            self.network, self.settings, self.path, self._threads, int8_model
+        # Warm-up happens here, never on a user's request: one full micro-batch per candidate
+        # path, which also times them where more than one is worth trying on this CPU.
+        size, batch_size = self.settings.input_size, self.config.pipeline.batch_size
+        blank = [np.zeros((size, size, 3), dtype=np.uint8)] * batch_size
+        chosen = choose_classifier(
+            self.config.inference_path,
+            self.network,
+            self.settings,
+            self._threads,
+            crops_to_batch(blank, self.settings),
+            int8_model,
         )
+        self.path, self.classifier = chosen.path, chosen.classifier
         self.detector = make_detector(self.config.pipeline.detector)
         self.model_name = context.model_name
         self.model_info = ModelInfo(
@@ -78,17 +83,28 @@ class DeepfakeHandler(BaseHandler):
             checkpoint_sha256=sha256,
             input_size=self.settings.input_size,
             inference_path=self.path.name,
-            precision=self.path.precision,
+            precision=self.classifier.precision,
+            path_chosen_by=chosen.chosen_by,
             detector=self.detector.name,
+            measured_images_per_s={
+                name: round(rate, 1) for name, rate in chosen.images_per_s.items()
+            },
         )
-        self._warm_up()
+        if chosen.images_per_s:
+            logger.info(
+                "deepfake: inference paths timed at start (img/s, batch of %d): %s",
+                batch_size,
+                ", ".join(f"{name} {rate:.1f}" for name, rate in chosen.images_per_s.items()),
+            )
         self.initialized = True
         logger.info(
-            "deepfake: %s %s ready on %s: inference path %s, torch threads %d, sha256 %s",
+            "deepfake: %s %s ready on %s: path %s (%s, by %s), torch threads %d, sha256 %s",
             self.settings.name,
             self.settings.version,
             cpu_model(),
             self.path.name,
+            self.classifier.precision,
+            chosen.chosen_by,
             self._threads,
             sha256[:12],
         )
@@ -238,13 +254,6 @@ class DeepfakeHandler(BaseHandler):
         if self._threads >= 2:
             return pipeline
         return dataclasses.replace(pipeline, overlap_stages=False)
-
-    def _warm_up(self) -> None:
-        """One full micro-batch at start, so the first user request does not pay for the
-        engine's allocations at that batch shape."""
-        size, batch_size = self.settings.input_size, self.config.pipeline.batch_size
-        blank = [np.zeros((size, size, 3), dtype=np.uint8)] * batch_size
-        classify_crops(self.classifier, self.settings, blank, batch_size)
 
 
 def _verified_sha256(path: Path, recorded: str) -> str:

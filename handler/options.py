@@ -17,7 +17,7 @@ from typing import Any
 from model.aggregation import AGGREGATIONS
 from model.faces import DetectorConfig
 from model.pipeline import PipelineConfig
-from model.runtime import PATHS
+from model.runtime import candidate_paths
 from model.video import DEFAULT_LIMITS, SamplingConfig, VideoLimits
 
 # Where TorchServe puts the upload: the raw body, or the multipart form field named "data".
@@ -43,7 +43,8 @@ class ServingConfig:
     """The server's pipeline defaults and the limits on what one request may ask for."""
 
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    inference_path: str = "auto"  # model/runtime.py: "auto" picks by the CPU's flags
+    # model/runtime.py: "auto" (by the CPU), one path, or a comma-separated list timed at start
+    inference_path: str = "auto"
     torch_threads: int | None = None  # None: cores shared evenly among the running workers
     explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
     max_explain_faces: int = 8
@@ -51,10 +52,7 @@ class ServingConfig:
     limits: VideoLimits = field(default_factory=VideoLimits)  # per uploaded video
 
     def __post_init__(self) -> None:
-        if self.inference_path != "auto" and self.inference_path not in PATHS:
-            raise ValueError(
-                f"inference_path must be auto or one of {PATHS}, got {self.inference_path!r}"
-            )
+        candidate_paths(self.inference_path)  # a ValueError naming the choices if unknown
 
     @classmethod
     def from_yaml(cls, model_yaml: Mapping[str, Any] | None) -> ServingConfig:

@@ -28,8 +28,11 @@ class ModelInfo:
     checkpoint_sha256: str
     input_size: int
     inference_path: str  # the engine the worker chose for this CPU (model/runtime.py PATHS)
-    precision: str  # "fp32" or "bf16"
+    precision: str  # what that engine computes in: "fp32", "bf16" or "int8"
+    path_chosen_by: str  # "configured", "cpu flags" or "measured" (timed at worker start)
     detector: str
+    # Each candidate path's speed when they were timed at worker start (images/s); else empty.
+    measured_images_per_s: dict[str, float]
 
 
 def verdict_report(

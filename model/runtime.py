@@ -8,19 +8,27 @@ that turns a normalized batch into logits changes:
 * `torch-bf16-cl`: channels_last with bf16 autocast, only sensible with native bf16
   (avx512_bf16 / amx_bf16); elsewhere bf16 is emulated and ~10x slower;
 * `openvino-fp32`: the same weights converted in memory by OpenVINO (`ov.convert_model`), no
-  file written; ~1.9x (160 px) to ~2.6x (299 px) faster than `torch-fp32` on an AVX2-only
-  EPYC (README "Performance");
+  file written, run in fp32 even where OpenVINO would pick bf16 by itself; ~1.9x (160 px) to
+  ~2.6x (299 px) faster than `torch-fp32` on an AVX2-only EPYC (README "Performance");
+* `openvino-bf16`: the same in bf16, only sensible with native bf16 (elsewhere OpenVINO keeps
+  fp32, and the worker reports the precision it really got);
 * `openvino-int8`: an OpenVINO model quantized at archive time (`training.quantize`, NNCF
   calibrated on training faces, checked on the validation videos) and shipped in the archive.
 
-`choose_path("auto")` picks from the CPU's flags: bf16 where it is native, else OpenVINO int8
-when the archive holds a checked int8 model, else OpenVINO fp32.
+`candidate_paths("auto")` says what is worth running on this CPU, from its flags: on CPUs
+without native bf16 (measured here) OpenVINO int8 when the archive holds a checked int8 model,
+else OpenVINO fp32; on CPUs with native bf16 (not measured by us) torch bf16, OpenVINO bf16 and
+int8 when archived, and `choose_classifier` times them at worker start and keeps the fastest.
+A comma-separated list of paths is measured the same way.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,14 @@ from torch import nn
 from model.cpu import autocast, has_native_bf16
 from model.network import ModelSettings
 
-PATHS = ("torch-fp32", "torch-fp32-cl", "torch-bf16-cl", "openvino-fp32", "openvino-int8")
+PATHS = (
+    "torch-fp32",
+    "torch-fp32-cl",
+    "torch-bf16-cl",
+    "openvino-fp32",
+    "openvino-bf16",
+    "openvino-int8",
+)
 BASELINE_PATH = "torch-fp32"
 INT8_MODEL_NAME = "classifier-int8.xml"  # in the archive, beside its weights classifier-int8.bin
 
@@ -49,17 +64,24 @@ class InferencePath:
         return self.name.split("-")[1]
 
 
-def choose_path(
+def candidate_paths(
     requested: str, flags: frozenset[str] | None = None, int8_available: bool = False
-) -> InferencePath:
-    """`requested` as is, or for "auto" the fastest path measured for this kind of CPU."""
+) -> tuple[InferencePath, ...]:
+    """The paths to try for `requested`: "auto" (what suits this CPU, see the module's doc),
+    one path, or a comma-separated list of paths. More than one: measured at worker start."""
     if requested == "auto":
+        int8 = ("openvino-int8",) if int8_available else ()
         if has_native_bf16(flags):
-            return InferencePath("torch-bf16-cl")
-        return InferencePath("openvino-int8" if int8_available else "openvino-fp32")
-    if requested not in PATHS:
-        raise ValueError(f"inference path must be auto or one of {PATHS}, got {requested!r}")
-    return InferencePath(requested)
+            return tuple(map(InferencePath, (*int8, "openvino-bf16", "torch-bf16-cl")))
+        return (InferencePath(int8[0] if int8 else "openvino-fp32"),)
+    names = tuple(dict.fromkeys(name.strip() for name in requested.split(",")))
+    unknown = [name for name in names if name not in PATHS]
+    if unknown or not names:
+        raise ValueError(
+            f"inference path must be auto, one of {PATHS} or a comma-separated list of them, "
+            f"got {requested!r}"
+        )
+    return tuple(map(InferencePath, names))
 
 
 class TorchClassifier(nn.Module):
@@ -98,16 +120,30 @@ def convert_to_openvino(network: nn.Module, settings: ModelSettings) -> Any:
 
 
 class OpenVinoClassifier(nn.Module):
-    """An `openvino.Model` compiled for the CPU; called like the torch network."""
+    """An `openvino.Model` compiled for the CPU; called like the torch network. `precision`:
+    "fp32" or "bf16" for the inference precision of a float model, "int8" for a quantized one
+    (its layers left in float run in fp32, as the int8 check measured them)."""
 
-    def __init__(self, model: Any, threads: int) -> None:
+    def __init__(self, model: Any, threads: int, precision: str = "fp32") -> None:
         super().__init__()
         import openvino as ov
 
         self._model = model
         self._core = ov.Core()
+        self._hint = "bf16" if precision == "bf16" else "f32"
+        self._quantized = precision == "int8"
         self._threads: int | None = None
         self.set_threads(threads)
+
+    @property
+    def precision(self) -> str:
+        """What the compiled model runs in: OpenVINO keeps fp32 where bf16 is not native."""
+        if self._quantized:
+            return "int8"
+        import openvino as ov
+
+        compiled = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return "bf16" if compiled == ov.Type.bf16 else "fp32"
 
     def set_threads(self, threads: int) -> None:
         """Recompile for `threads`, 0 for every core (OpenVINO fixes it when it compiles)."""
@@ -118,6 +154,8 @@ class OpenVinoClassifier(nn.Module):
                 {
                     "PERFORMANCE_HINT": "LATENCY",
                     "INFERENCE_NUM_THREADS": threads,
+                    # Explicit: on CPUs with native bf16 OpenVINO would run bf16 by default.
+                    "INFERENCE_PRECISION_HINT": self._hint,
                     # Pinned threads lose their core whenever the decoding thread runs there:
                     # unpinned, decode + detect overlapping classification was 1.68 vs 1.83 s
                     # per 1080p clip (AMD EPYC AVX2, 2 cores, int8; fp32 2.43 vs 2.75 s).
@@ -138,8 +176,9 @@ def prepare_classifier(
     threads: int,
     int8_model: Path | None = None,
 ) -> nn.Module:
-    """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits.
-    `int8_model`: the quantized OpenVINO model (.xml) the `openvino-int8` path runs."""
+    """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits and
+    whose `precision` says what it computes in. `int8_model`: the quantized OpenVINO model
+    (.xml) the `openvino-int8` path runs."""
     if path.name == "openvino-int8":
         if int8_model is None:
             raise ValueError(
@@ -148,9 +187,61 @@ def prepare_classifier(
             )
         import openvino as ov
 
-        return OpenVinoClassifier(ov.Core().read_model(int8_model), threads)
+        return OpenVinoClassifier(ov.Core().read_model(int8_model), threads, "int8")
     if path.runtime == "openvino":
-        return OpenVinoClassifier(convert_to_openvino(network, settings), threads)
+        return OpenVinoClassifier(convert_to_openvino(network, settings), threads, path.precision)
     classifier = TorchClassifier(network, path)
     classifier.set_threads(threads)
     return classifier
+
+
+@dataclass
+class ChosenClassifier:
+    """The classifier a worker serves with, and how its path was chosen: "configured" (one
+    path named), "cpu flags" (auto with one candidate) or "measured" (timed at start)."""
+
+    path: InferencePath
+    classifier: nn.Module
+    chosen_by: str
+    images_per_s: dict[str, float] = field(default_factory=dict)  # per path, when measured
+
+
+def choose_classifier(
+    requested: str,
+    network: nn.Module,
+    settings: ModelSettings,
+    threads: int,
+    example: torch.Tensor,
+    int8_model: Path | None = None,
+    flags: frozenset[str] | None = None,
+    rounds: int = 3,
+) -> ChosenClassifier:
+    """Build the candidate paths for `requested`, each warmed up on `example` (a normalized
+    micro-batch). With several, time `rounds` forwards of each, interleaved so a busy moment
+    hits them alike, and keep the one with the shortest median; the others are let go."""
+    candidates = candidate_paths(requested, flags, int8_model is not None)
+    builds = {}
+    for path in candidates:
+        classifier = prepare_classifier(network, settings, path, threads, int8_model)
+        _timed_forward(classifier, example)  # warm-up: first-call allocations, JIT kernels
+        builds[path] = classifier
+    if len(candidates) == 1:
+        path = candidates[0]
+        how = "cpu flags" if requested == "auto" else "configured"
+        return ChosenClassifier(path, builds[path], how)
+    seconds: dict[InferencePath, list[float]] = {path: [] for path in candidates}
+    for _ in range(rounds):
+        for path, classifier in builds.items():
+            seconds[path].append(_timed_forward(classifier, example))
+    rates = {path.name: len(example) / statistics.median(seconds[path]) for path in candidates}
+    fastest = max(candidates, key=lambda path: rates[path.name])
+    return ChosenClassifier(fastest, builds[fastest], "measured", rates)
+
+
+def _timed_forward(
+    classifier: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor
+) -> float:
+    started = time.perf_counter()
+    with torch.inference_mode():
+        classifier(batch)
+    return time.perf_counter() - started

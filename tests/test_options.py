@@ -30,7 +30,7 @@ def test_the_shipped_model_config_matches_the_pipeline_defaults():
 def test_a_typo_in_the_model_config_is_refused():
     with pytest.raises(ValueError, match=r"\['intervall'\]"):
         ServingConfig.from_yaml({"deepfake": {"intervall": 10}})
-    with pytest.raises(ValueError, match="inference_path must be"):
+    with pytest.raises(ValueError, match="inference path must be auto"):
         ServingConfig.from_yaml({"deepfake": {"inference_path": "openvino-int4"}})
 
 

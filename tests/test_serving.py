@@ -26,7 +26,7 @@ from model.faces import make_detector
 from model.network import ModelSettings, file_sha256, load_checkpoint, save_checkpoint
 from model.pipeline import PipelineConfig, analyze_video
 from model.report import SCHEMA_VERSION, decode_image_base64
-from model.runtime import INT8_MODEL_NAME, choose_path
+from model.runtime import INT8_MODEL_NAME, candidate_paths
 from tests.torchserve_harness import random_checkpoint, scoring_workers, serving
 from tests.video_factory import encode_video
 
@@ -40,7 +40,9 @@ MODEL_KEYS = {
     "input_size",
     "inference_path",
     "precision",
+    "path_chosen_by",
     "detector",
+    "measured_images_per_s",
 }
 
 
@@ -51,20 +53,24 @@ def checkpoint(tmp_path_factory) -> Path:
     return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
 
 
-# deepfake-v2.mar batches requests (the shipped config does not), so batching is tested too.
+# deepfake-v2.mar batches requests (the shipped config does not), so batching is tested too,
+# and times two inference paths at worker start, so that choice is tested too.
 V2_BATCH = {"batchSize": 4, "maxBatchDelay": 500}
+V2_PATHS = "openvino-int8,torch-fp32"
 
 
 @pytest.fixture(scope="module")
 def model_store(checkpoint, split_file, tmp_path_factory) -> Path:
     """deepfake.mar (0.1.0) and deepfake-v2.mar: the same weights with settings version 0.2.0,
-    an int8 model calibrated on the small set's faces and TorchServe batching (`V2_BATCH`)."""
+    an int8 model calibrated on the small set's faces, TorchServe batching (`V2_BATCH`) and
+    two inference paths timed at start (`V2_PATHS`)."""
     store = tmp_path_factory.mktemp("model_store")
     build_archive(checkpoint, store)
     network, settings = load_checkpoint(checkpoint)
     second = checkpoint.parent / "second" / "best.pt"
     save_checkpoint(network, dataclasses.replace(settings, version="0.2.0"), second)
     config = yaml.safe_load(DEFAULT_CONFIG.read_text()) | V2_BATCH
+    config["deepfake"]["inference_path"] = V2_PATHS
     config_file = second.parent / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     build_archive(
@@ -127,7 +133,9 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, checkpoint):
     )
     assert set(report["model"]) == MODEL_KEYS
     assert report["model"]["checkpoint_sha256"] == file_sha256(checkpoint)
-    assert report["model"]["inference_path"] == choose_path("auto").name  # by this CPU's flags
+    auto = [path.name for path in candidate_paths("auto")]  # what suits this CPU
+    assert report["model"]["inference_path"] in auto
+    assert report["model"]["path_chosen_by"] == ("cpu flags" if len(auto) == 1 else "measured")
     assert set(report["timing_ms"]) == {"decode", "detect", "classify", "total"}
     for frame in report["frames"]:
         assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
@@ -375,9 +383,11 @@ def test_an_archive_with_a_checked_int8_model_serves_it(server, model_store, fak
         requests.post(f"{url}/{version}", data=body, headers=headers, timeout=300).json()
         for version in ("0.1.0", "0.2.0")
     )
-    assert int8_report["model"]["inference_path"] == (
-        choose_path("auto", int8_available=True).name  # int8 unless the CPU has native bf16
-    )
+    model = int8_report["model"]
+    rates = model["measured_images_per_s"]  # both paths timed at worker start, fastest kept
+    assert model["path_chosen_by"] == "measured" and set(rates) == set(V2_PATHS.split(","))
+    assert model["inference_path"] == max(rates, key=rates.get)
+    assert model["precision"] == ("int8" if model["inference_path"] == "openvino-int8" else "fp32")
     assert int8_report["label"] == fp32["label"]
     assert int8_report["fake_probability"] == pytest.approx(fp32["fake_probability"], abs=0.02)
 

@@ -97,8 +97,10 @@ def quantize(
     positions = list(range(len(indices)))
     crops = [calibration.items[i] for i in indices]
     fp32_model = convert_to_openvino(network, settings)
-    fp32_compiled = ov.Core().compile_model(
-        fp32_model, "CPU", {"INFERENCE_NUM_THREADS": config.threads}
+    fp32_compiled = ov.Core().compile_model(  # fp32 even where OpenVINO would pick bf16
+        fp32_model,
+        "CPU",
+        {"INFERENCE_NUM_THREADS": config.threads, "INFERENCE_PRECISION_HINT": "f32"},
     )
     reference = _probabilities(fp32_compiled, settings, positions, to_input, config)
 
@@ -171,7 +173,7 @@ def check_int8(
 ) -> Int8Check:
     """Score the validation split with the fp32 network and the int8 model and compare."""
     fp32 = evaluate_split(split_file, "val", network, settings, config.batch_size)
-    int8_classifier = OpenVinoClassifier(int8_model, config.threads)
+    int8_classifier = OpenVinoClassifier(int8_model, config.threads, "int8")  # as served
     int8 = evaluate_split(split_file, "val", int8_classifier, settings, config.batch_size)
     fp32_videos = video_probabilities(fp32.scores, config.aggregation)
     int8_videos = video_probabilities(int8.scores, config.aggregation)
