@@ -24,6 +24,7 @@ A comma-separated list of paths is measured the same way.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 import warnings
@@ -119,6 +120,33 @@ def convert_to_openvino(network: nn.Module, settings: ModelSettings) -> Any:
     return model
 
 
+def compile_for_cpu(model: Any, threads: int, precision: str = "fp32") -> Any:
+    """`model` compiled for this CPU with `threads` (0: every core), in `precision` ("fp32" or
+    "bf16"; a quantized model's layers left in float run in it), said explicitly: on CPUs with
+    native bf16 OpenVINO would run an fp32 model in bf16 by default."""
+    return _openvino_core().compile_model(
+        model,
+        "CPU",
+        {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            # Pinned threads lose their core whenever the decoding thread runs there:
+            # unpinned, decode + detect overlapping classification was 1.68 vs 1.83 s
+            # per 1080p clip (AMD EPYC AVX2, 2 cores, int8; fp32 2.43 vs 2.75 s).
+            "ENABLE_CPU_PINNING": False,
+        },
+    )
+
+
+@functools.cache
+def _openvino_core() -> Any:
+    """One OpenVINO runtime per process (imported here: only the OpenVINO paths need it)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 class OpenVinoClassifier(nn.Module):
     """An `openvino.Model` compiled for the CPU; called like the torch network. `precision`:
     "fp32" or "bf16" for the inference precision of a float model, "int8" for a quantized one
@@ -126,19 +154,15 @@ class OpenVinoClassifier(nn.Module):
 
     def __init__(self, model: Any, threads: int, precision: str = "fp32") -> None:
         super().__init__()
-        import openvino as ov
-
         self._model = model
-        self._core = ov.Core()
-        self._hint = "bf16" if precision == "bf16" else "f32"
-        self._quantized = precision == "int8"
+        self._requested = precision
         self._threads: int | None = None
         self.set_threads(threads)
 
     @property
     def precision(self) -> str:
         """What the compiled model runs in: OpenVINO keeps fp32 where bf16 is not native."""
-        if self._quantized:
+        if self._requested == "int8":
             return "int8"
         import openvino as ov
 
@@ -148,20 +172,7 @@ class OpenVinoClassifier(nn.Module):
     def set_threads(self, threads: int) -> None:
         """Recompile for `threads`, 0 for every core (OpenVINO fixes it when it compiles)."""
         if threads != self._threads:
-            self._compiled = self._core.compile_model(
-                self._model,
-                "CPU",
-                {
-                    "PERFORMANCE_HINT": "LATENCY",
-                    "INFERENCE_NUM_THREADS": threads,
-                    # Explicit: on CPUs with native bf16 OpenVINO would run bf16 by default.
-                    "INFERENCE_PRECISION_HINT": self._hint,
-                    # Pinned threads lose their core whenever the decoding thread runs there:
-                    # unpinned, decode + detect overlapping classification was 1.68 vs 1.83 s
-                    # per 1080p clip (AMD EPYC AVX2, 2 cores, int8; fp32 2.43 vs 2.75 s).
-                    "ENABLE_CPU_PINNING": False,
-                },
-            )
+            self._compiled = compile_for_cpu(self._model, threads, self._requested)
             self._threads = threads
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -185,9 +196,7 @@ def prepare_classifier(
                 "inference path openvino-int8 needs an int8 model: build the archive with "
                 '--int8-split (see README "Performance") or choose another path'
             )
-        import openvino as ov
-
-        return OpenVinoClassifier(ov.Core().read_model(int8_model), threads, "int8")
+        return OpenVinoClassifier(_openvino_core().read_model(int8_model), threads, "int8")
     if path.runtime == "openvino":
         return OpenVinoClassifier(convert_to_openvino(network, settings), threads, path.precision)
     classifier = TorchClassifier(network, path)

@@ -28,7 +28,12 @@ import torch
 from torch import nn
 
 from model.network import ModelSettings, fake_probabilities_from_logits, load_checkpoint
-from model.runtime import INT8_MODEL_NAME, OpenVinoClassifier, convert_to_openvino
+from model.runtime import (
+    INT8_MODEL_NAME,
+    OpenVinoClassifier,
+    compile_for_cpu,
+    convert_to_openvino,
+)
 from model.video import evenly_spaced
 from training.data_dir import load_split
 from training.dataset import Collate, FaceCrops, split_items
@@ -77,7 +82,6 @@ def quantize(
     spread evenly over the calibration set, then layers put back to fp32 until no calibration
     video's fake probability moves more than `restore_max_shift` from the fp32 network's."""
     import nncf  # only the archive step quantizes; workers never import NNCF
-    import openvino as ov
     from nncf.quantization.advanced_parameters import (
         AdvancedAccuracyRestorerParameters,
         AdvancedQuantizationParameters,
@@ -97,11 +101,7 @@ def quantize(
     positions = list(range(len(indices)))
     crops = [calibration.items[i] for i in indices]
     fp32_model = convert_to_openvino(network, settings)
-    fp32_compiled = ov.Core().compile_model(  # fp32 even where OpenVINO would pick bf16
-        fp32_model,
-        "CPU",
-        {"INFERENCE_NUM_THREADS": config.threads, "INFERENCE_PRECISION_HINT": "f32"},
-    )
+    fp32_compiled = compile_for_cpu(fp32_model, config.threads)
     reference = _probabilities(fp32_compiled, settings, positions, to_input, config)
 
     def videos(items: list[int], probabilities: np.ndarray) -> dict[str, tuple[int, float | None]]:
