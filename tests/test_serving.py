@@ -353,6 +353,31 @@ def test_two_workers_both_serve_and_share_the_cores(server, sample_videos):
         client.scale(1)
 
 
+def test_a_second_server_runs_beside_the_first(server, model_store, fake_video, tmp_path):
+    """Two TorchServes on one machine (a `make demo` server left running while the tests or
+    `make bench` start their own): every port, gRPC's included, must differ."""
+    with serving(tmp_path / "second", model_store, load_models="deepfake.mar") as second:
+        for running in (server, second):
+            report = running.client.predict(fake_video.path, {"frames": 1})
+            assert report["label"] in {"fake", "real", "no_face"}
+        ports = [
+            {
+                k: v
+                for k, v in (
+                    line.split("=", 1)
+                    for line in config.read_text().splitlines()
+                    if "=" in line and not line.startswith("#")
+                )
+            }
+            for config in (
+                server.workdir / "config.properties",
+                second.workdir / "config.properties",
+            )
+        ]
+        for key in ("grpc_inference_port", "grpc_management_port"):
+            assert ports[0][key] != ports[1][key]
+
+
 def test_a_second_version_is_served_beside_the_first_and_can_become_the_default(server, fake_video):
     client = server.client
     assert client.predict(fake_video.path, {"frames": 1})["model"]["version"] == "0.1.0"

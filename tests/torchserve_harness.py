@@ -68,11 +68,15 @@ class RunningServer:
 
 
 def config_text(model_store: Path, ports: list[int], **overrides: str) -> str:
-    """The repo's config.properties with the test's ports, store and absolute paths."""
+    """The repo's config.properties with the test's ports (HTTP inference, management,
+    metrics, then gRPC inference, management), store and absolute paths."""
     settings = {
         "inference_address": f"http://127.0.0.1:{ports[0]}",
         "management_address": f"http://127.0.0.1:{ports[1]}",
         "metrics_address": f"http://127.0.0.1:{ports[2]}",
+        # gRPC too: the defaults (7070, 7071) are taken whenever another TorchServe runs.
+        "grpc_inference_port": str(ports[3]),
+        "grpc_management_port": str(ports[4]),
         "model_store": str(model_store),
         "metrics_config": str(REPO_ROOT / "handler" / "metrics.yaml"),
         **overrides,
@@ -105,7 +109,7 @@ def start_server(
 ) -> RunningServer:
     """TorchServe on free loopback ports with a private temp folder, key file and logs;
     `extra_env` is added to its environment, `overrides` to its config.properties."""
-    ports = free_ports(3)
+    ports = free_ports(5)
     log_dir = workdir / "logs"
     (workdir / "tmp").mkdir(parents=True)
     log_dir.mkdir()
