@@ -4,10 +4,12 @@
 
 Makes its own H.264 clips with real faces (a sample video upscaled; cached in
 benchmarks/clips/), archives one checkpoint twice (the shipped model-config, and the same with
-the baseline settings: torch fp32 NCHW, RGB detection at upsample 1), serves each in a real
-TorchServe on free loopback ports, and reports per clip the median / p95 latency from POST to
-response, the per-stage times the responses carry and the workers' peak RSS; then videos per
-minute with 1 and 2 workers under concurrent clients. The last line:
+the baseline settings: torch fp32 NCHW, RGB detection at upsample 1), serves each in its own
+real TorchServe on free loopback ports, all running at once, and sends each clip's requests to
+them in turn (one request at a time, the order rotating every round), so a slow minute on a
+shared machine hits every variant alike. It reports per clip the median / p95 latency from POST
+to response, the per-stage times the responses carry and the workers' peak RSS; then videos per
+minute with 1 and 2 workers under concurrent clients, one variant at a time. The last line:
 
     bench: <median s/video> s/video, <ratio>x vs baseline, peak <MB> MB, cpu <model/flags>
 
@@ -111,11 +113,15 @@ def archive_variant(
 
 
 class PeakRss:
-    """Polls the server's Python workers and keeps each one's highest RSS."""
+    """Polls the servers' Python workers every 0.2 s and keeps each server's highest worker RSS.
+    The process table is scanned once every 5 s (a scan costs ~3 ms here, a worker's
+    memory_info ~0.02 ms), so the polling takes nothing measurable from the workers."""
 
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
-        self.peaks: dict[int, int] = {}
+    POLL_S, RESCAN_EVERY = 0.2, 25
+
+    def __init__(self, servers: dict[str, RunningServer]) -> None:
+        self.servers = servers
+        self.peaks: dict[str, int] = dict.fromkeys(servers, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -128,30 +134,49 @@ class PeakRss:
         self._thread.join()
 
     def _poll(self) -> None:
+        workers: dict[str, list[psutil.Process]] = {}
+        polls = 0
         while not self._stop.is_set():
-            for process in worker_processes(self.server):
-                with contextlib.suppress(psutil.Error):
-                    rss = process.memory_info().rss
-                    self.peaks[process.pid] = max(self.peaks.get(process.pid, 0), rss)
-            time.sleep(0.2)
+            if polls % self.RESCAN_EVERY == 0:  # workers restarted or scaled since the last scan
+                workers = {label: worker_processes(s) for label, s in self.servers.items()}
+            polls += 1
+            for label, processes in workers.items():
+                for process in processes:
+                    with contextlib.suppress(psutil.Error):
+                        rss = process.memory_info().rss
+                        self.peaks[label] = max(self.peaks[label], rss)
+            time.sleep(self.POLL_S)
 
-    @property
-    def peak_mb(self) -> float:
-        return max(self.peaks.values(), default=0) / 2**20
+    def peak_mb(self, label: str) -> float:
+        return self.peaks[label] / 2**20
 
 
-def measure_clip(server: RunningServer, clip: Path, requests: int) -> ClipResult:
-    client = server.client
-    client.predict(clip)  # first request of a clip: page cache and allocator warm
-    latencies, stages = [], {}
-    with PeakRss(server) as rss:
-        for _ in range(requests):
-            started = time.perf_counter()
-            report = client.predict(clip)
-            latencies.append(time.perf_counter() - started)
-            for stage, ms in report["timing_ms"].items():
-                stages[stage] = stages.get(stage, 0.0) + ms / requests
-    return ClipResult(latencies, stages, rss.peak_mb)
+def rotated(labels: list[str], round_index: int) -> list[str]:
+    """The order of one round: each variant goes first in turn, so none always runs right
+    after the slow baseline (or always first, on a cold cache)."""
+    shift = round_index % len(labels)
+    return labels[shift:] + labels[:shift]
+
+
+def measure_clip(
+    servers: dict[str, RunningServer], clip: Path, requests: int
+) -> dict[str, ClipResult]:
+    """`requests` timed requests of `clip` per server, interleaved round by round."""
+    for server in servers.values():
+        server.client.predict(clip)  # first request of a clip: page cache and allocator warm
+    latencies: dict[str, list[float]] = {label: [] for label in servers}
+    stages: dict[str, dict[str, float]] = {label: {} for label in servers}
+    with PeakRss(servers) as rss:
+        for round_index in range(requests):
+            for label in rotated(list(servers), round_index):
+                started = time.perf_counter()
+                report = servers[label].client.predict(clip)
+                latencies[label].append(time.perf_counter() - started)
+                for stage, ms in report["timing_ms"].items():
+                    stages[label][stage] = stages[label].get(stage, 0.0) + ms / requests
+    return {
+        label: ClipResult(latencies[label], stages[label], rss.peak_mb(label)) for label in servers
+    }
 
 
 def videos_per_minute(server: RunningServer, clip: Path, workers: int, videos: int) -> float:
@@ -163,27 +188,23 @@ def videos_per_minute(server: RunningServer, clip: Path, workers: int, videos: i
     return 60.0 * videos / elapsed
 
 
-def run_variant(
+def start_variant(
+    stack: contextlib.ExitStack,
     label: str,
     checkpoint: Path,
     overrides: dict,
-    clips: dict[str, Path],
-    args,
     work: Path,
+    probe_clip: Path,
     int8_split: Path | None = None,
-) -> tuple[dict[str, ClipResult], dict[int, float], str]:
+) -> tuple[RunningServer, str]:
+    """Archive and serve one variant for the life of `stack`; return the server and the
+    inference path its worker chose (read from a one-frame request of `probe_clip`)."""
     store = work / label / "model_store"
     store.mkdir(parents=True)
     archive_variant(checkpoint, store, overrides, int8_split)
-    with serving(work / label / "torchserve", store) as server:
-        path = server.client.predict(clips[next(iter(clips))], {"frames": 1})["model"]
-        results = {name: measure_clip(server, clip, args.requests) for name, clip in clips.items()}
-        throughput = {}
-        if not args.no_throughput:
-            first = clips[next(iter(clips))]
-            for workers in (1, 2):
-                throughput[workers] = videos_per_minute(server, first, workers, 4 * workers)
-    return results, throughput, path["inference_path"]
+    server = stack.enter_context(serving(work / label / "torchserve", store))
+    report = server.client.predict(probe_clip, {"frames": 1})
+    return server, report["model"]["inference_path"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,33 +235,51 @@ def main(argv: list[str] | None = None) -> int:
         runs = [("baseline", BASELINE_SETTINGS, None), ("shipped", {}, None)]
         if args.int8_split:
             runs.append(("shipped-int8", {}, args.int8_split))
-        variants = {}
-        for label, overrides, int8_split in runs:
-            variants[label] = run_variant(
-                label, checkpoint, overrides, clips, args, work, int8_split
-            )
-            print(f"bench: {label} done ({variants[label][2]})", flush=True)
+        first = next(iter(clips))
+        servers: dict[str, RunningServer] = {}
+        paths: dict[str, str] = {}
+        with contextlib.ExitStack() as stack:
+            for label, overrides, int8_split in runs:
+                servers[label], paths[label] = start_variant(
+                    stack, label, checkpoint, overrides, work, clips[first], int8_split
+                )
+                print(f"bench: {label} serving ({paths[label]})", flush=True)
+            results: dict[str, dict[str, ClipResult]] = {label: {} for label in servers}
+            for name, clip in clips.items():
+                for label, result in measure_clip(servers, clip, args.requests).items():
+                    results[label][name] = result
+                print(f"bench: {name} measured", flush=True)
+            throughput: dict[str, dict[int, float]] = {label: {} for label in servers}
+            if not args.no_throughput:
+                for label, server in servers.items():
+                    for workers in (1, 2):
+                        throughput[label][workers] = videos_per_minute(
+                            server, clips[first], workers, 4 * workers
+                        )
+                    server.client.scale(1)  # idle again before the next variant's runs
 
     print()
-    print("| clip | path | median s | p95 s | decode ms | detect ms | classify ms | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| clip | path | median s | vs baseline | p95 s | decode ms | detect ms | classify ms "
+        "| peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in clips:
-        for label, (results, _, path) in variants.items():
-            result = results[name]
+        baseline_s = results["baseline"][name].median_s
+        for label, by_clip in results.items():
+            result = by_clip[name]
             stage = result.stage_ms
             print(
-                f"| {name} | {label} ({path}) | {result.median_s:.2f} | {result.p95_s:.2f} | "
+                f"| {name} | {label} ({paths[label]}) | {result.median_s:.2f} | "
+                f"{baseline_s / result.median_s:.1f}x | {result.p95_s:.2f} | "
                 f"{stage.get('decode', 0):.0f} | {stage.get('detect', 0):.0f} | "
                 f"{stage.get('classify', 0):.0f} | {result.peak_rss_mb:.0f} |"
             )
-    for label, (_, throughput, _) in variants.items():
-        for workers, rate in throughput.items():
-            print(
-                f"bench: {label}, {workers} worker(s): {rate:.1f} videos/min ({next(iter(clips))})"
-            )
-    first = next(iter(clips))
-    shipped, baseline = variants["shipped"][0][first], variants["baseline"][0][first]
-    peak = max(result.peak_rss_mb for result in variants["shipped"][0].values())
+    for label, rates in throughput.items():
+        for workers, rate in rates.items():
+            print(f"bench: {label}, {workers} worker(s): {rate:.1f} videos/min ({first})")
+    shipped, baseline = results["shipped"][first], results["baseline"][first]
+    peak = max(result.peak_rss_mb for result in results["shipped"].values())
     print(
         f"bench: {shipped.median_s:.2f} s/video, {baseline.median_s / shipped.median_s:.1f}x vs "
         f"baseline, peak {peak:.0f} MB, cpu {cpu}"
