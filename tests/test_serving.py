@@ -22,6 +22,7 @@ from handler import healthcheck
 from handler.archive import ARCHIVE_INFO, DEFAULT_CONFIG, build_archive
 from handler.client import DeepfakeClient, ServerError
 from handler.healthcheck import read_keys
+from handler.ts_config import read_properties
 from model.faces import make_detector
 from model.network import ModelSettings, file_sha256, load_checkpoint, save_checkpoint
 from model.pipeline import PipelineConfig, analyze_video
@@ -360,22 +361,12 @@ def test_a_second_server_runs_beside_the_first(server, model_store, fake_video, 
         for running in (server, second):
             report = running.client.predict(fake_video.path, {"frames": 1})
             assert report["label"] in {"fake", "real", "no_face"}
-        ports = [
-            {
-                k: v
-                for k, v in (
-                    line.split("=", 1)
-                    for line in config.read_text().splitlines()
-                    if "=" in line and not line.startswith("#")
-                )
-            }
-            for config in (
-                server.workdir / "config.properties",
-                second.workdir / "config.properties",
-            )
-        ]
+        first, other = (
+            read_properties((running.workdir / "config.properties").read_text())
+            for running in (server, second)
+        )
         for key in ("grpc_inference_port", "grpc_management_port"):
-            assert ports[0][key] != ports[1][key]
+            assert first[key] != other[key]
 
 
 def test_a_second_version_is_served_beside_the_first_and_can_become_the_default(server, fake_video):
