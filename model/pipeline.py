@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from model.prefetch import prefetch
 from model.tensors import crops_to_batch
 from model.video import (
     DEFAULT_LIMITS,
+    SampledFrame,
     SamplingConfig,
     VideoInfo,
     VideoLimits,
@@ -30,6 +32,8 @@ from model.video import (
 )
 
 NO_FACE = "no_face"
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class PipelineConfig:
     batch_size: int = 4  # face crops per forward pass (4: OpenVINO buffers ~190 MB at 299 px)
     # Let the decoder skip unsampled frames no other frame refers to (same sampled pixels).
     skip_unsampled_frames: bool = True
-    # Decode and detect in a second thread while the network classifies the faces found so far.
+    # Decode, detect and classify in three threads at once: the decoder works on the next
+    # sampled frame while HOG searches this one and the network classifies the faces found so far.
     overlap_stages: bool = True
 
     def __post_init__(self) -> None:
@@ -134,32 +139,56 @@ def iter_frame_faces(
     decode_threads: int = 0,
     limits: VideoLimits = DEFAULT_LIMITS,
     skip_unsampled_frames: bool = True,
+    decode_ahead: bool = False,
 ) -> Iterator[FrameFaces]:
     """`extract_faces` one sampled frame at a time; sets `faces.info` once the video is open
     and adds the decode and detect times to `faces.timing_ms` as it goes (the caller keeps the
-    frames it wants)."""
+    frames it wants). `decode_ahead`: decode in a thread of its own, one frame ahead."""
     timing_ms = faces.timing_ms
     timing_ms.update(decode=0.0, detect=0.0)
     with VideoReader(source, decode_threads, limits, skip_unsampled_frames) as reader:
         faces.info = reader.info
         width, height = reader.info.width, reader.info.height
-        sampled = reader.sample(sampling)
-        while True:
-            started = time.perf_counter()
-            frame = next(sampled, None)
-            timing_ms["decode"] += _elapsed_ms(started)
-            if frame is None:
-                break
-            started = time.perf_counter()
-            found = []
-            for detection in detector.detect(frame.rgb):
-                crop_box = enlarged_square_box(
-                    detection.box, width, height, settings.face_crop_scale
-                )
-                crop = crop_face(frame.rgb, crop_box, settings.input_size)
-                found.append(Face(detection.box, crop_box, detection.score, crop))
-            timing_ms["detect"] += _elapsed_ms(started)
-            yield FrameFaces(frame.index, frame.timestamp_s, found)
+        sampled = _timed(reader.sample(sampling), timing_ms, "decode")
+        if decode_ahead:
+            # The decoder stalled while HOG searched each frame: decoding the next one meanwhile
+            # took the 1080p bench clip from 1.68-1.71 to 1.59-1.65 s (int8, in process, AMD
+            # EPYC AVX2, 2 cores). One frame ahead: a 4K frame is 25 MB.
+            sampled = prefetch(sampled, depth=1)
+        with contextlib.closing(sampled):  # an early stop also stops the decoding thread
+            yield from _detect_each(sampled, detector, settings, width, height, timing_ms)
+
+
+def _detect_each(
+    sampled: Iterable[SampledFrame],
+    detector: FaceDetector,
+    settings: ModelSettings,
+    width: int,
+    height: int,
+    timing_ms: dict[str, float],
+) -> Iterator[FrameFaces]:
+    """Each frame's faces and crops; the full frame is let go once they are cut."""
+    for frame in sampled:
+        started = time.perf_counter()
+        found = []
+        for detection in detector.detect(frame.rgb):
+            crop_box = enlarged_square_box(detection.box, width, height, settings.face_crop_scale)
+            crop = crop_face(frame.rgb, crop_box, settings.input_size)
+            found.append(Face(detection.box, crop_box, detection.score, crop))
+        timing_ms["detect"] += _elapsed_ms(started)
+        yield FrameFaces(frame.index, frame.timestamp_s, found)
+
+
+def _timed(items: Iterator[Item], timing_ms: dict[str, float], stage: str) -> Iterator[Item]:
+    """`items`, adding how long each one took to come to `timing_ms[stage]` (measured in
+    whichever thread consumes them)."""
+    while True:
+        started = time.perf_counter()
+        item = next(items, None)
+        timing_ms[stage] += _elapsed_ms(started)
+        if item is None:
+            return
+        yield item
 
 
 @torch.inference_mode()
@@ -214,8 +243,8 @@ def score_video(
 ) -> tuple[VideoFaces, np.ndarray]:
     """The faces of the sampled frames and each face's fake probability (in `face_crops`
     order); `timing_ms` gets decode, detect, classify and total. With `config.overlap_stages`
-    a second thread decodes and detects while this one classifies each micro-batch as soon as
-    it is full, so the stage times overlap and add up to more than `total`, the wall time."""
+    one thread decodes and another detects while this one classifies each micro-batch as soon
+    as it is full, so the stage times overlap and add up to more than `total`, the wall time."""
     started = time.perf_counter()
     faces = VideoFaces()
     frames = iter_frame_faces(
@@ -227,6 +256,7 @@ def score_video(
         decode_threads,
         limits,
         config.skip_unsampled_frames,
+        decode_ahead=config.overlap_stages,
     )
     # A few frames ahead at most: the queue holds crops only, the producer waits when it is full.
     if config.overlap_stages:
