@@ -249,8 +249,8 @@ class DeepfakeHandler(BaseHandler):
             logger.info("deepfake: torch threads %d (%d usable cores)", wanted, usable_cores())
 
     def _staged(self, pipeline: PipelineConfig) -> PipelineConfig:
-        """Overlap decoding with classification only with 2+ cores to this worker: on one, the
-        second thread would take turns with the first and oversubscribe the worker's share."""
+        """Overlap decoding and detection with classification only with 2+ cores to this
+        worker: on one, the extra threads would take turns and oversubscribe the worker's share."""
         if self._threads >= 2:
             return pipeline
         return dataclasses.replace(pipeline, overlap_stages=False)

@@ -1,8 +1,9 @@
 """Run a producer (an iterator) in a background thread, a few items ahead of its consumer.
 
-The pipeline uses it to decode and detect faces in frame k+1 while the network classifies the
-faces of frame k: FFmpeg, OpenCV and the inference engines release the GIL while they work, so
-the two stages share the cores instead of taking turns.
+The pipeline uses it twice: to decode the next sampled frame while HOG searches this one, and
+to detect faces a few frames ahead while the network classifies the faces found so far. FFmpeg,
+dlib, OpenCV and the inference engines release the GIL while they work, so the stages share the
+cores instead of taking turns.
 """
 
 from __future__ import annotations
