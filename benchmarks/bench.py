@@ -48,7 +48,8 @@ CLIP_DIR = REPO / "benchmarks" / "clips"
 # name -> (width, height, seconds) at 30 fps
 CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 720, 60)}
 # The straightforward path: every frame decoded, then dlib's RGB HOG with one upsampling on each
-# sampled frame, then torch fp32 NCHW on all of a short clip's crops in one forward pass.
+# sampled frame, then torch fp32 NCHW on all of a short clip's crops in one forward pass, with
+# glibc's malloc as it comes (the worker's 1 MB mmap threshold slows torch's forwards ~1.35x).
 BASELINE_SETTINGS = {
     "skip_unsampled_frames": False,
     "overlap_stages": False,
@@ -57,6 +58,7 @@ BASELINE_SETTINGS = {
     "upsample": 1,
     "retry_upsample": None,
     "batch_size": 16,
+    "return_large_buffers_to_os": False,
 }
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 

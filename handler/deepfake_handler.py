@@ -51,11 +51,12 @@ logger = logging.getLogger(__name__)
 
 class DeepfakeHandler(BaseHandler):
     def initialize(self, context: Any) -> None:
-        return_large_buffers_to_os()  # before any frame is decoded: see model/memory.py
+        self.config = ServingConfig.from_yaml(context.model_yaml_config)
+        if self.config.return_large_buffers_to_os:  # before any frame is decoded
+            return_large_buffers_to_os()
         properties = context.system_properties
         model_dir = Path(properties["model_dir"])
         weights = model_dir / context.manifest["model"]["serializedFile"]
-        self.config = ServingConfig.from_yaml(context.model_yaml_config)
         self.network, self.settings = load_checkpoint(weights)
         archived = json.loads((model_dir / ARCHIVE_INFO).read_text())
         sha256 = _verified_sha256(weights, archived["checkpoint_sha256"])

@@ -46,6 +46,7 @@ class ServingConfig:
     # model/runtime.py: "auto" (by the CPU), one path, or a comma-separated list timed at start
     inference_path: str = "auto"
     torch_threads: int | None = None  # None: cores shared evenly among the running workers
+    return_large_buffers_to_os: bool = True  # glibc's mmap threshold at 1 MB (model/memory.py)
     explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
     max_explain_faces: int = 8
     max_interval: int = 1000
@@ -89,6 +90,9 @@ class ServingConfig:
             pipeline=pipeline,
             inference_path=str(block.pop("inference_path", cls.inference_path)),
             torch_threads=None if threads in (None, "auto") else int(threads),
+            return_large_buffers_to_os=bool(
+                block.pop("return_large_buffers_to_os", cls.return_large_buffers_to_os)
+            ),
             explain_faces=int(block.pop("explain_faces", cls.explain_faces)),
             max_explain_faces=int(block.pop("max_explain_faces", cls.max_explain_faces)),
             max_interval=int(block.pop("max_interval", cls.max_interval)),

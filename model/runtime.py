@@ -24,6 +24,7 @@ A comma-separated list of paths is measured the same way.
 
 from __future__ import annotations
 
+import copy
 import functools
 import statistics
 import time
@@ -92,8 +93,12 @@ class TorchClassifier(nn.Module):
         super().__init__()
         self.channels_last = path.name.endswith("-cl")
         self.precision = path.precision
+        # A copy: `Module.to` converts in place, and the caller's network (other paths timed
+        # beside this one, Grad-CAM) must stay as it was.
         self.network = (
-            network.to(memory_format=torch.channels_last) if self.channels_last else network
+            copy.deepcopy(network).to(memory_format=torch.channels_last)
+            if self.channels_last
+            else network
         )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.bench import BASELINE_SETTINGS
 from handler.client import option_headers
 from handler.options import (
     RequestError,
@@ -25,6 +26,15 @@ def test_the_shipped_model_config_matches_the_pipeline_defaults():
     config = ServingConfig.from_yaml(yaml.safe_load(MODEL_CONFIG.read_text()))
     assert config.pipeline == PipelineConfig()
     assert config.inference_path == "auto" and config.torch_threads is None
+    assert config.return_large_buffers_to_os
+
+
+def test_the_benchmark_baseline_is_a_valid_config_without_the_workers_tuning():
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
+    baseline = {"deepfake": {**shipped["deepfake"], **BASELINE_SETTINGS}}
+    config = ServingConfig.from_yaml(baseline)
+    assert config.inference_path == "torch-fp32" and not config.pipeline.overlap_stages
+    assert not config.return_large_buffers_to_os
 
 
 def test_a_typo_in_the_model_config_is_refused():

@@ -86,6 +86,16 @@ def test_every_path_gives_the_baseline_probabilities(network_and_crops, path, to
     np.testing.assert_allclose(fast, baseline, atol=tolerance)
 
 
+def test_a_channels_last_path_leaves_the_callers_network_as_it_was():
+    settings = ModelSettings(input_size=160)
+    network = build_model(settings).eval()
+    first_conv = network.conv1.weight  # (32, 3, 3, 3): channels_last is a different layout
+    prepare_classifier(network, settings, InferencePath("torch-fp32-cl"), 2)
+    # Converted in place, a torch-fp32 path timed beside it would have run channels_last too.
+    assert first_conv.is_contiguous()
+    assert not first_conv.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_openvino_follows_a_new_thread_count(network_and_crops):
     network, settings, crops = network_and_crops
     classifier = prepare_classifier(network, settings, InferencePath("openvino-fp32"), 2)
