@@ -49,7 +49,8 @@ CLIP_DIR = REPO / "benchmarks" / "clips"
 CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 720, 60)}
 # The straightforward path: every frame decoded, then dlib's RGB HOG with one upsampling on each
 # sampled frame, then torch fp32 NCHW on all of a short clip's crops in one forward pass, with
-# glibc's malloc as it comes (the worker's 1 MB mmap threshold slows torch's forwards ~1.35x).
+# glibc's malloc as it comes (the worker never tunes it for a torch path; said here as well, so
+# the baseline stays untuned whatever that rule becomes).
 BASELINE_SETTINGS = {
     "skip_unsampled_frames": False,
     "overlap_stages": False,

@@ -46,7 +46,8 @@ class ServingConfig:
     # model/runtime.py: "auto" (by the CPU), one path, or a comma-separated list timed at start
     inference_path: str = "auto"
     torch_threads: int | None = None  # None: cores shared evenly among the running workers
-    return_large_buffers_to_os: bool = True  # glibc's mmap threshold at 1 MB (model/memory.py)
+    # glibc's mmap threshold at 1 MB (model/memory.py), with an OpenVINO path only
+    return_large_buffers_to_os: bool = True
     explain_faces: int = 3  # faces explained by /explanations unless the request asks otherwise
     max_explain_faces: int = 8
     max_interval: int = 1000

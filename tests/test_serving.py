@@ -8,6 +8,7 @@ import json
 import os
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -324,6 +325,16 @@ def test_calls_without_the_key_are_refused_and_an_expired_key_is_renewed(server,
     assert old.status_code == 400
     assert stale_client.ping()["status"] == "Healthy"  # renewed again and retried
     assert server.client.predict(fake_video.path)["label"] in ("fake", "real")
+
+
+def test_workers_on_openvino_return_large_buffers_to_the_os(server):
+    # Both versions end on an OpenVINO path (0.2.0 timed it against torch-fp32 and int8 won).
+    deadline = time.monotonic() + 240  # 0.2.0's worker may still be starting
+    while len(ready := re.findall(r"deepfake: .* ready on .*", server.model_log)) < 2:
+        assert time.monotonic() < deadline, ready
+        time.sleep(1)
+    for line in ready:
+        assert "path openvino-" in line and "large buffers returned to the OS" in line, line
 
 
 def test_two_workers_both_serve_and_share_the_cores(server, sample_videos):
