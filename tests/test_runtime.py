@@ -47,7 +47,8 @@ def test_auto_tries_bf16_only_with_native_bf16():
     # Measured on this kind of CPU: one candidate, no timing at start.
     assert names(candidate_paths("auto", avx2)) == ["openvino-fp32"]
     assert names(candidate_paths("auto", avx2, int8_available=True)) == ["openvino-int8"]
-    # Not measured by us: the bf16 engines (and int8 when archived) are timed at start.
+    # Native bf16 (run on an Intel Xeon with AMX): the bf16 engines, and int8 when archived,
+    # are timed at start.
     assert names(candidate_paths("auto", avx512_bf16)) == ["openvino-bf16", "torch-bf16-cl"]
     assert names(candidate_paths("auto", frozenset(amx), int8_available=True)) == [
         "openvino-int8",
