@@ -105,13 +105,18 @@ def make_clip(name: str) -> Path:
     return path
 
 
+def variant_config(overrides: dict) -> dict:
+    """The shipped model config with `overrides` in its `deepfake:` block."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["deepfake"] = {**config["deepfake"], **overrides}
+    return config
+
+
 def archive_variant(
     checkpoint: Path, store: Path, overrides: dict, int8_split: Path | None = None
 ) -> None:
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["deepfake"] = {**config["deepfake"], **overrides}
     config_file = store.parent / "model-config.yaml"
-    config_file.write_text(yaml.safe_dump(config))
+    config_file.write_text(yaml.safe_dump(variant_config(overrides)))
     build_archive(checkpoint, store, config_file=config_file, int8_split=int8_split)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.bench import BASELINE_SETTINGS
+from benchmarks.bench import BASELINE_SETTINGS, variant_config
 from handler.client import option_headers
 from handler.options import (
     RequestError,
@@ -30,9 +30,7 @@ def test_the_shipped_model_config_matches_the_pipeline_defaults():
 
 
 def test_the_benchmark_baseline_is_a_valid_config_without_the_workers_tuning():
-    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
-    baseline = {"deepfake": {**shipped["deepfake"], **BASELINE_SETTINGS}}
-    config = ServingConfig.from_yaml(baseline)
+    config = ServingConfig.from_yaml(variant_config(BASELINE_SETTINGS))
     assert config.inference_path == "torch-fp32" and not config.pipeline.overlap_stages
     assert not config.return_large_buffers_to_os
 
