@@ -59,6 +59,11 @@ class ModelSettings:
     fake_index: int = 1
     dropout: float = 0.5
     face_crop_scale: float = 1.3
+    # Where the weights training started from came from (model/convert_imagenet.py): file,
+    # its sha256 and licence note; empty for a network trained from random weights.
+    init_source: str = ""
+    init_sha256: str = ""
+    init_licence: str = ""
     format: int = SETTINGS_FORMAT
 
     def __post_init__(self) -> None:

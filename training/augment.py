@@ -18,6 +18,8 @@ class AugmentConfig:
     blur: float = 0.2
     noise: float = 0.2
     colour: float = 0.3
+    downscale: float = 0.0  # shrink and re-enlarge: a small or low-resolution face
+    downscale_range: tuple[float, float] = (0.35, 0.9)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -29,6 +31,15 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) 
         image = np.clip(image.astype(np.float32) * contrast + brightness, 0, 255).astype(np.uint8)
     if rng.random() < config.blur:
         image = cv2.GaussianBlur(image, (0, 0), sigmaX=rng.uniform(0.5, 1.5))
+    if rng.random() < config.downscale:
+        height, width = image.shape[:2]
+        factor = rng.uniform(*config.downscale_range)
+        small = (max(8, round(width * factor)), max(8, round(height * factor)))
+        image = cv2.resize(
+            cv2.resize(image, small, interpolation=cv2.INTER_AREA),
+            (width, height),
+            interpolation=cv2.INTER_LINEAR,
+        )
     if rng.random() < config.noise:
         noise = rng.normal(0, rng.uniform(2, 8), size=image.shape)
         image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)

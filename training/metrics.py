@@ -34,3 +34,38 @@ def equal_error_rate(labels: np.ndarray, fake_probabilities: np.ndarray) -> floa
     fnr = 1 - tpr
     crossing = int(np.nanargmin(np.abs(fnr - fpr)))
     return float((fpr[crossing] + fnr[crossing]) / 2)
+
+
+def bootstrap_interval(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    metric,
+    clusters: Sequence[str] | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `metric(labels, scores)`, resampling whole clusters
+    (videos: frames of one video are not independent) with replacement within each class, so
+    every resample has both. NaN bounds when a class is missing."""
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(scores, dtype=np.float64)
+    cluster_ids = np.asarray(clusters if clusters is not None else np.arange(len(y)))
+    members: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    for cluster in np.unique(cluster_ids):
+        index = np.flatnonzero(cluster_ids == cluster)
+        members[int(y[index[0]])].append(index)
+    if not members[0] or not members[1]:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        chosen = [
+            members[label][k]
+            for label in (0, 1)
+            for k in rng.integers(0, len(members[label]), len(members[label]))
+        ]
+        index = np.concatenate(chosen)
+        values.append(metric(y[index], p[index]))
+    low, high = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)

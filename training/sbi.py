@@ -23,6 +23,11 @@ class SelfBlendConfig:
     max_shift: float = 0.03  # affine translation, share of the crop side
     scale_range: tuple[float, float] = (0.95, 1.05)  # affine scale of the source
     max_mask_morph: float = 0.04  # erode/dilate the hull by up to this share of the side
+    # The paper perturbs the source or, as often, the target: the fake's two regions then differ
+    # whichever side was changed, and the unchanged face is not always the outer one.
+    perturb_target: float = 0.0  # probability of perturbing the target instead (paper: 0.5)
+    elastic_alpha: float = 0.0  # mask elastic deformation, share of the side (0: none)
+    elastic_sigma: float = 0.025  # smoothness of that deformation, share of the side
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,30 @@ def deform_mask(mask: np.ndarray, rng: np.random.Generator, max_morph: float) ->
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     morph = cv2.dilate if rng.random() < 0.5 else cv2.erode
     return morph(mask, kernel)
+
+
+def elastic_deform(
+    mask: np.ndarray, rng: np.random.Generator, alpha: float, sigma: float
+) -> np.ndarray:
+    """Bend the mask's outline with a smooth random displacement field (the paper's elastic
+    transform): `alpha` and `sigma` are shares of the side, so crops of any size bend alike."""
+    if alpha <= 0 or not mask.any():
+        return mask
+    height, width = mask.shape
+    side = max(height, width)
+    kernel = _odd(round(6 * sigma * side))
+    fields = [
+        cv2.GaussianBlur(
+            rng.uniform(-1, 1, (height, width)).astype(np.float32), (kernel, kernel), 0
+        )
+        for _ in range(2)
+    ]
+    # Normalise each field so alpha is the largest displacement whatever sigma smoothed away.
+    dx, dy = (f / max(float(np.abs(f).max()), 1e-6) * alpha * side for f in fields)
+    grid_x, grid_y = np.meshgrid(
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
+    return cv2.remap(mask, grid_x + dx, grid_y + dy, cv2.INTER_LINEAR, borderValue=0)
 
 
 def soften_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -124,11 +153,17 @@ def self_blend(
 ) -> SelfBlended:
     """A pseudo-fake of the (H, W, 3) uint8 face; pixels where `mask` is 0 are untouched."""
     height, width = face.shape[:2]
-    source = perturb_frequency(perturb_colour(face, rng), rng)
+    perturbed = perturb_frequency(perturb_colour(face, rng), rng)
+    source, target = face, face
+    if rng.random() < config.perturb_target:
+        target = perturbed
+    else:
+        source = perturbed
     mask = deform_mask(hull_mask(height, width, landmarks), rng, config.max_mask_morph)
+    mask = elastic_deform(mask, rng, config.elastic_alpha, config.elastic_sigma)
     source, mask = random_affine(source, mask, rng, config.max_shift, config.scale_range)
     mask = soften_mask(mask, rng) * rng.choice(config.blend_ratios)
-    return SelfBlended(blend(source, face, mask), mask.astype(np.float32))
+    return SelfBlended(blend(source, target, mask), mask.astype(np.float32))
 
 
 def _odd(value: int) -> int:

@@ -38,17 +38,20 @@ from tqdm import tqdm
 
 from model.cpu import autocast, cpu_model, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from training.augment import AugmentConfig
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
 from training.metrics import NO_FACE_SCORE
 from training.plots import confusion_figure, roc_figure
+from training.sbi import SelfBlendConfig
 from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
 from training.tracking import log_checkpoint_and_register, start_tracked_run
 
 LAST_STATE = "last_state.pt"
 BEST_WEIGHTS = "best.pt"
 DEFAULT_CHECKPOINT = Path("checkpoints") / BEST_WEIGHTS  # what `make archive` packs
+CHECKPOINT_SELECTIONS = ("best", "last")
 
 
 @dataclass
@@ -64,7 +67,9 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 16
     eval_batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # the head's; the backbone's is lr * backbone_lr_scale
+    backbone_lr_scale: float = 1.0
+    freeze_backbone_epochs: int = 0  # first epochs train the head alone
     weight_decay: float = 1e-2
     fake_source: str = "both"  # "videos", "sbi" (real videos only) or "both"
     max_steps_per_epoch: int | None = None
@@ -75,6 +80,11 @@ class TrainConfig:
     workers: int = 0  # DataLoader processes; 0 decodes in the training process
     precision: str = "auto"  # "auto": bf16 only where the CPU has it natively
     aggregation: str = "mean"
+    # "best": the epoch with the best validation ranking; "last": the last epoch, for a recipe
+    # whose length was fixed by cross-validation (validation of a few videos is a weak guide).
+    checkpoint_selection: str = "best"
+    augment: dict | None = None  # AugmentConfig fields (YAML only)
+    self_blend: dict | None = None  # SelfBlendConfig fields (YAML only)
     experiment: str = "deepfake-serve"
     registered_model: str | None = "deepfake"  # models:/deepfake/<version>
 
@@ -83,6 +93,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
     for field in dataclasses.fields(TrainConfig):
+        if field.type == "dict | None":
+            continue  # nested settings come from the YAML file
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":
             parser.add_argument(flag, action="store_true", default=None)
@@ -104,7 +116,54 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(**values)
     if config.fake_source not in FAKE_SOURCES:
         raise SystemExit(f"train: --fake-source must be one of {FAKE_SOURCES}")
+    if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
+        raise SystemExit(f"train: checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
+    for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
+        known = {field.name for field in dataclasses.fields(settings_class)}
+        unknown = sorted(set(getattr(config, key) or {}) - known)
+        if unknown:
+            raise SystemExit(f"train: unknown keys under {key}: {unknown} (known: {sorted(known)})")
     return config
+
+
+def augment_config(config: TrainConfig) -> AugmentConfig:
+    return AugmentConfig(**_tuples(config.augment or {}))
+
+
+def self_blend_config(config: TrainConfig) -> SelfBlendConfig:
+    return SelfBlendConfig(**_tuples(config.self_blend or {}))
+
+
+def _tuples(values: dict) -> dict:
+    """YAML lists -> the tuples the frozen settings classes hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def is_head(parameter_name: str) -> bool:
+    return parameter_name.removeprefix("module.").startswith("last_linear")
+
+
+def parameter_groups(network: nn.Module, config: TrainConfig) -> list[dict]:
+    """The head at `lr`, the backbone at `lr * backbone_lr_scale` (AdamW param groups)."""
+    head, backbone = [], []
+    for name, parameter in network.named_parameters():
+        (head if is_head(name) else backbone).append(parameter)
+    return [
+        {"params": backbone, "lr": config.lr * config.backbone_lr_scale},
+        {"params": head, "lr": config.lr},
+    ]
+
+
+def set_backbone_trainable(network: nn.Module, trainable: bool) -> None:
+    """Freeze or thaw every parameter outside the head. Frozen, the backbone's batch norms
+    also keep their ImageNet statistics (eval mode), so a head-only epoch leaves it as it was."""
+    for name, parameter in network.named_parameters():
+        if not is_head(name):
+            parameter.requires_grad_(trainable)
+    if not trainable:
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
 
 
 def seed_everything(seed: int) -> None:
@@ -132,8 +191,10 @@ def train_one_epoch(
     deadline: float | None,
     epoch: int,
     processes: Processes = ONE_PROCESS,
+    backbone_frozen: bool = False,
 ) -> dict[str, float]:
     network.train()
+    set_backbone_trainable(network, not backbone_frozen)
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     steps = _steps(loader, max_steps)
     quiet = not processes.is_main
@@ -228,6 +289,9 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
             mean=initial_settings.mean,
             std=initial_settings.std,
             face_crop_scale=initial_settings.face_crop_scale,
+            init_source=initial_settings.init_source,
+            init_sha256=initial_settings.init_sha256,
+            init_licence=initial_settings.init_licence,
         )
     network = processes.wrap(network.to(processes.device, memory_format=torch.channels_last))
 
@@ -236,8 +300,15 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         settings,
         train=True,
         seed=config.seed,
+        augment_config=augment_config(config),
+        blend_config=self_blend_config(config),
     )
     val_set = FaceCrops(validation_items(split, image_dir), settings, train=False, seed=config.seed)
+    if not len(val_set) and config.checkpoint_selection != "last":
+        raise SystemExit(
+            "train: the split has no validation crops; checkpoint_selection 'best' needs some "
+            "(or train a recipe of fixed length with checkpoint_selection: last)"
+        )
     generator = torch.Generator().manual_seed(config.seed)
     shard_size = math.ceil(len(train_set) / processes.world_size)
     sampler = processes.sampler(train_set, config.seed, drop_last=False)
@@ -255,7 +326,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         weight=class_weights(train_set.labels()).to(processes.device)
     )
     optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        parameter_groups(network, config), lr=config.lr, weight_decay=config.weight_decay
     )
     total_steps = max(1, config.epochs * _steps(train_loader, config.max_steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
@@ -282,6 +353,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         "torch_threads": torch.get_num_threads(),
         "world_size": processes.world_size,
         "distributed_backend": processes.backend or "",
+        "init_source": settings.init_source,
+        "init_sha256": settings.init_sha256,
     }
     deadline = time.time() + config.time_budget_s if config.time_budget_s else None
     tracked = (
@@ -307,6 +380,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 deadline,
                 epoch,
                 processes,
+                backbone_frozen=epoch < config.freeze_backbone_epochs,
             )
             processes.average_buffers(network)
             out_of_time = bool(deadline) and processes.any(time.time() > deadline)
@@ -314,26 +388,24 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 if out_of_time:
                     break
                 continue
-            scores = score_crops(
-                unwrap(network), val_set, config.eval_batch_size, precision, processes.device
-            )
-            metrics = {
-                **train_stats,
-                **{
-                    f"val_{k}": v
-                    for k, v in evaluation_metrics(
-                        scores, config.aggregation, no_face_videos(split, "val")
-                    ).items()
-                },
-                "lr": scheduler.get_last_lr()[0],
-                "epoch_seconds": time.perf_counter() - started,
-            }
+            scores = None
+            metrics = {**train_stats, "lr": scheduler.get_last_lr()[0]}
+            if len(val_set):
+                scores = score_crops(
+                    unwrap(network), val_set, config.eval_batch_size, precision, processes.device
+                )
+                validation = evaluation_metrics(
+                    scores, config.aggregation, no_face_videos(split, "val")
+                )
+                metrics.update({f"val_{k}": v for k, v in validation.items()})
+            metrics["epoch_seconds"] = time.perf_counter() - started
             run.log_metrics(metrics, step=epoch)
-            candidate = _ranking(metrics)
-            if best is None or candidate > best:
+            candidate = _ranking(metrics) if scores is not None else (float(epoch),)
+            if best is None or candidate > best or config.checkpoint_selection == "last":
                 best, best_metrics = candidate, metrics
                 save_checkpoint(unwrap(network), settings, output_dir / BEST_WEIGHTS)
-                _log_figures(run, scores, config.aggregation)
+                if scores is not None:
+                    _log_figures(run, scores, config.aggregation)
             torch.save(
                 {
                     "network": unwrap(network).state_dict(),
@@ -345,10 +417,15 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 },
                 state_path,
             )
-            print(
-                f"train: epoch {epoch} loss {metrics['train_loss']:.4f} "
+            validated = (
                 f"val video AUC {metrics['val_video_auc']:.3f} "
-                f"frame AUC {metrics['val_frame_auc']:.3f} ({metrics['epoch_seconds']:.0f} s)"
+                f"frame AUC {metrics['val_frame_auc']:.3f} "
+                if scores is not None
+                else "no validation set "
+            )
+            print(
+                f"train: epoch {epoch} loss {metrics['train_loss']:.4f} {validated}"
+                f"({metrics['epoch_seconds']:.0f} s)"
             )
             if out_of_time:
                 print("train: time budget reached")
