@@ -86,3 +86,45 @@ def test_blend_weights_source_by_mask():
     target = np.full((4, 4, 3), 100, np.uint8)
     mask = np.array([[0, 0.25, 0.5, 1.0]] * 4, np.float32)
     assert blend(source, target, mask)[0, :, 0].tolist() == [100, 125, 150, 200]
+
+
+def test_perturbing_the_target_keeps_the_blended_region_as_it_was(face_and_landmarks):
+    from training.sbi import SelfBlendConfig
+
+    face, landmarks = face_and_landmarks
+    still = SelfBlendConfig(perturb_target=1.0, max_shift=0.0, scale_range=(1.0, 1.0))
+    result = self_blend(face, landmarks, np.random.default_rng(3), still)
+    inside, outside = result.mask >= 0.999, result.mask == 0
+    assert inside.mean() > 0.1
+    # The unperturbed face is now the source: fully blended pixels are the original's, and the
+    # surroundings carry the perturbation.
+    np.testing.assert_array_equal(result.image[inside], face[inside])
+    assert np.abs(result.image[outside].astype(int) - face[outside]).mean() > 1
+
+
+def test_elastic_deformation_bends_the_outline_but_keeps_the_mask(face_and_landmarks):
+    from training.sbi import elastic_deform
+
+    face, landmarks = face_and_landmarks
+    mask = hull_mask(*face.shape[:2], landmarks)
+    rng = np.random.default_rng(0)
+    bent = elastic_deform(mask, rng, alpha=0.03, sigma=0.03)
+    assert bent.shape == mask.shape and bent.min() >= 0 and bent.max() <= 1
+    changed = np.abs(bent - mask) > 0.5
+    assert 0 < changed.mean() < 0.1  # only near the outline
+    assert abs(bent.sum() / mask.sum() - 1) < 0.2
+    np.testing.assert_array_equal(elastic_deform(mask, rng, alpha=0.0, sigma=0.03), mask)
+
+
+def test_downscaling_blurs_a_crop_without_changing_its_size(face_and_landmarks):
+    from training.augment import AugmentConfig, augment
+
+    face, _ = face_and_landmarks
+    only_downscale = AugmentConfig(flip=0, jpeg=0, blur=0, noise=0, colour=0, downscale=1.0)
+    smaller = augment(face, np.random.default_rng(0), only_downscale)
+    assert smaller.shape == face.shape and smaller.dtype == np.uint8
+    laplacian = [
+        cv2.Laplacian(cv2.cvtColor(i, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+        for i in (face, smaller)
+    ]
+    assert laplacian[1] < laplacian[0] * 0.8  # fine detail lost

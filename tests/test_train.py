@@ -97,3 +97,68 @@ def test_yaml_config_is_read_and_checked(tmp_path):
     config_file.write_text("epochs: 7\nlearning_rate: 0.1\n")
     with pytest.raises(SystemExit, match="learning_rate"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
+
+
+def _saved_random_checkpoint(folder, input_size=96):
+    from model.network import ModelSettings, build_model, save_checkpoint
+
+    torch.manual_seed(1)
+    path = folder / "init.pt"
+    save_checkpoint(build_model(ModelSettings(input_size=input_size)), ModelSettings(), path)
+    return path
+
+
+def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tmp_path):
+    init = _saved_random_checkpoint(tmp_path)
+    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path / "out"), *SHORT_RUN]
+    extra = ["--init", str(init), "--freeze-backbone-epochs", "1", "--experiment", "frozen"]
+    assert main([*arguments, *extra, "--epochs", "1", "--registered-model", ""]) == 0
+    before = torch.load(init, weights_only=True)
+    after = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    # Weights and batch-norm statistics of the backbone stay ImageNet's; only the head moves.
+    assert changed and all(key.startswith("last_linear") for key in changed), changed
+
+
+def test_the_backbone_learns_at_its_own_rate():
+    from model.network import ModelSettings, build_model
+    from training.train import TrainConfig, parameter_groups
+
+    network = build_model(ModelSettings())
+    backbone, head = parameter_groups(network, TrainConfig(lr=1e-3, backbone_lr_scale=0.2))
+    assert backbone["lr"] == pytest.approx(2e-4) and head["lr"] == 1e-3
+    assert sum(p.numel() for p in head["params"]) == 2048 * 2 + 2
+    total = sum(p.numel() for p in network.parameters())
+    assert sum(p.numel() for p in backbone["params"]) + 4098 == total
+
+
+def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, tmp_path):
+    import json
+
+    from training.data_dir import load_split, write_split
+
+    split = load_split(split_file)
+    everything = tmp_path / "all.json"
+    write_split(dict(split, videos=[dict(v, split="train") for v in split["videos"]]), everything)
+    arguments = ["--split", str(everything), "--output-dir", str(tmp_path), *SHORT_RUN]
+    arguments += ["--epochs", "1", "--experiment", "no-validation", "--registered-model", ""]
+    with pytest.raises(SystemExit, match="checkpoint_selection"):
+        main(arguments)
+    assert main([*arguments, "--checkpoint-selection", "last"]) == 0
+    assert json.loads((tmp_path / "best.json").read_text())["input_size"] == 96
+
+
+def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):
+    from training.train import augment_config, config_from_args, get_args_parser, self_blend_config
+
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(
+        "self_blend:\n  perturb_target: 0.5\naugment:\n  jpeg_quality: [20, 90]\n  downscale: 0.3\n"
+    )
+    config = config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
+    assert self_blend_config(config).perturb_target == 0.5
+    assert augment_config(config).jpeg_quality == (20, 90)
+    assert augment_config(config).downscale == 0.3
+    config_file.write_text("augment:\n  jpeg_qualty: [20, 90]\n")
+    with pytest.raises(SystemExit, match="jpeg_qualty"):
+        config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))

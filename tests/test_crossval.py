@@ -1,0 +1,65 @@
+"""Cross-validation by identity: folds, pooled out-of-fold metrics with intervals, one real run."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from training.crossval import fold_split, main, parse_folds
+from training.data_dir import load_split
+from training.metrics import bootstrap_interval
+
+
+def test_folds_hold_out_whole_identities(split_file):
+    split = load_split(split_file)
+    assert parse_folds("a; b ;c,d") == [["a"], ["b"], ["c", "d"]]
+    fold = fold_split(split, ["pexels_woman"])
+    for video in fold["videos"]:
+        assert video["split"] == ("val" if video["group"] == "pexels_woman" else "train")
+    with pytest.raises(SystemExit, match="nobody"):
+        fold_split(split, ["nobody"])
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_needs_both_classes():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 30)
+    scores = np.concatenate([rng.normal(0, 1, 30), rng.normal(1, 1, 30)])
+    low, high = bootstrap_interval(labels, scores, roc_auc_score)
+    assert low < roc_auc_score(labels, scores) < high and low >= 0.0 and high <= 1.0
+    # Frames of one video share its offset: resampling frames as if independent understates
+    # the uncertainty; resampling videos does not.
+    videos = np.repeat(np.arange(12), 10)
+    frame_labels = (videos >= 6).astype(int)
+    offsets = rng.normal(0, 1, 12)
+    frame_scores = frame_labels + offsets[videos] + rng.normal(0, 0.2, len(videos))
+    naive = bootstrap_interval(frame_labels, frame_scores, roc_auc_score)
+    clustered = bootstrap_interval(frame_labels, frame_scores, roc_auc_score, clusters=videos)
+    assert clustered[1] - clustered[0] > 1.5 * (naive[1] - naive[0])
+    assert np.isnan(bootstrap_interval([0, 0], [0.1, 0.2], roc_auc_score)).all()
+
+
+def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "crossval.json"
+    short = ["--input-size", "96", "--batch-size", "4", "--max-steps-per-epoch", "1"]
+    folds = "pexels_woman;grace_hopper,eileen_collins"
+    arguments = ["--split", str(split_file), "--epochs", "1", "--fake-source", "sbi", *short]
+    assert main([*arguments, "--folds", folds, "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    split = load_split(split_file)
+    with_faces = {v["video_id"] for v in split["videos"] if v["crops"]}
+    assert set(report["videos"]) == with_faces  # every video with faces scored out of fold
+    metrics = report["metrics"]
+    for name in ("video_auc", "frame_auc", "video_eer"):
+        assert metrics[f"{name}_low"] <= metrics[name] <= metrics[f"{name}_high"], name
+    assert metrics["real_videos"] + metrics["fake_videos"] == len(with_faces)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("deepfake-serve-crossval")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3  # two folds' training runs and the summary
+    assert any("video_auc_low" in run.data.metrics for run in runs)
