@@ -162,3 +162,24 @@ def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):
     config_file.write_text("augment:\n  jpeg_qualty: [20, 90]\n")
     with pytest.raises(SystemExit, match="jpeg_qualty"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
+
+
+def test_twin_shuffle_keeps_each_real_crop_beside_its_self_blended_twin(split_file):
+    from training.data_dir import load_split
+    from training.dataset import TwinShuffle, split_items
+
+    split = load_split(split_file)
+    items = split_items(split, "train", split["image_dir"], "both")
+    sampler = TwinShuffle(items, seed=0)
+    first = list(sampler)
+    assert sorted(first) == list(range(len(items))) and len(sampler) == len(items)
+    twins = {i for i, item in enumerate(items) if item.self_blended}
+    assert twins  # the small set's real crops have landmarks
+    for position, index in enumerate(first):
+        if index in twins:  # right after the real crop it was blended from
+            before = items[first[position - 1]]
+            assert before.path == items[index].path and not before.self_blended
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # reshuffled each epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # and repeatable

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from model.faces import resize_square
 from model.network import ModelSettings
@@ -114,3 +114,34 @@ class Collate:
     def __call__(self, samples: list[tuple[np.ndarray, int, int]]):
         images, labels, indices = zip(*samples, strict=True)
         return crops_to_batch(images, self.settings), torch.tensor(labels), torch.tensor(indices)
+
+
+class TwinShuffle(Sampler[int]):
+    """A shuffled order in which each real crop is followed by its self-blended twin (the SBI
+    paper's paired batches): inside a pair only the blending differs, never who it is, so
+    identity cannot tell real from fake. Reshuffled per epoch, seeded by (seed, epoch)."""
+
+    def __init__(self, items: list[CropItem], seed: int) -> None:
+        self.groups: list[list[int]] = []
+        for index, item in enumerate(items):
+            previous = self.groups[-1] if self.groups else None
+            if item.self_blended and previous and len(previous) == 1:
+                twin = items[previous[0]]
+                if twin.path == item.path and not twin.self_blended:
+                    previous.append(index)
+                    continue
+            self.groups.append([index])
+        self.seed = seed
+        self.epoch = 0
+        self.size = len(items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for group in rng.permutation(len(self.groups)):
+            yield from self.groups[group]
+
+    def __len__(self) -> int:
+        return self.size

@@ -48,12 +48,14 @@ class Processes:
             return None
         return "nccl" if self.device.type == "cuda" else "gloo"
 
-    def wrap(self, network: nn.Module) -> nn.Module:
+    def wrap(self, network: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
         """DDP around `network` (which must already be on `device`) when distributed."""
         if not self.distributed:
             return network
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(network, device_ids=ids)
+        return DistributedDataParallel(
+            network, device_ids=ids, find_unused_parameters=find_unused_parameters
+        )
 
     def sampler(self, dataset: Dataset, seed: int, drop_last: bool) -> DistributedSampler | None:
         """This rank's shuffled shard of `dataset`; None for one process (the loader shuffles)."""

@@ -40,7 +40,7 @@ from model.cpu import autocast, cpu_model, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
 from training.augment import AugmentConfig
 from training.data_dir import load_split
-from training.dataset import FAKE_SOURCES, Collate, FaceCrops, split_items
+from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
 from training.metrics import NO_FACE_SCORE
 from training.plots import confusion_figure, roc_figure
@@ -52,6 +52,12 @@ LAST_STATE = "last_state.pt"
 BEST_WEIGHTS = "best.pt"
 DEFAULT_CHECKPOINT = Path("checkpoints") / BEST_WEIGHTS  # what `make archive` packs
 CHECKPOINT_SELECTIONS = ("best", "last")
+# pretrainedmodels' Xception, input to output (its ReLUs hold no weights).
+XCEPTION_MODULES = (
+    *("conv1", "bn1", "conv2", "bn2"),
+    *(f"block{number}" for number in range(1, 13)),
+    *("conv3", "bn3", "conv4", "bn4", "last_linear"),
+)
 
 
 @dataclass
@@ -70,8 +76,14 @@ class TrainConfig:
     lr: float = 1e-3  # the head's; the backbone's is lr * backbone_lr_scale
     backbone_lr_scale: float = 1.0
     freeze_backbone_epochs: int = 0  # first epochs train the head alone
+    # The first module that trains after those epochs; those before keep their ImageNet weights
+    # (fewer weights to over-fit a few people with, and no backward pass through them).
+    train_from: str = "conv1"
     weight_decay: float = 1e-2
     fake_source: str = "both"  # "videos", "sbi" (real videos only) or "both"
+    # A real crop and its self-blended twin side by side in a batch (one process; torchrun
+    # shards crops with DistributedSampler instead).
+    paired_batches: bool = False
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None  # stop training (then validate) when exceeded
     init: str | None = None  # checkpoint to start from (any of this project's format)
@@ -116,6 +128,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(**values)
     if config.fake_source not in FAKE_SOURCES:
         raise SystemExit(f"train: --fake-source must be one of {FAKE_SOURCES}")
+    if config.train_from not in XCEPTION_MODULES:
+        raise SystemExit(f"train: train_from must be one of {XCEPTION_MODULES}")
     if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
         raise SystemExit(f"train: checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
     for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
@@ -154,16 +168,25 @@ def parameter_groups(network: nn.Module, config: TrainConfig) -> list[dict]:
     ]
 
 
-def set_backbone_trainable(network: nn.Module, trainable: bool) -> None:
-    """Freeze or thaw every parameter outside the head. Frozen, the backbone's batch norms
-    also keep their ImageNet statistics (eval mode), so a head-only epoch leaves it as it was."""
-    for name, parameter in network.named_parameters():
-        if not is_head(name):
+def frozen_modules(config: TrainConfig, epoch: int) -> tuple[str, ...]:
+    """Xception's top-level modules that do not train in `epoch`: everything but the head in
+    the first `freeze_backbone_epochs`, else those before `train_from`."""
+    if epoch < config.freeze_backbone_epochs:
+        return XCEPTION_MODULES[:-1]
+    return XCEPTION_MODULES[: XCEPTION_MODULES.index(config.train_from)]
+
+
+def freeze(network: nn.Module, frozen: tuple[str, ...]) -> None:
+    """Freeze the named top-level modules and thaw the rest. Frozen modules also keep their
+    batch-norm statistics (eval mode), so they stay exactly as they were."""
+    for name, module in unwrap(network).named_children():
+        trainable = name not in frozen
+        for parameter in module.parameters():
             parameter.requires_grad_(trainable)
-    if not trainable:
-        for module in network.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        if not trainable:
+            for layer in module.modules():
+                if isinstance(layer, nn.BatchNorm2d):
+                    layer.eval()
 
 
 def seed_everything(seed: int) -> None:
@@ -191,10 +214,10 @@ def train_one_epoch(
     deadline: float | None,
     epoch: int,
     processes: Processes = ONE_PROCESS,
-    backbone_frozen: bool = False,
+    frozen: tuple[str, ...] = (),
 ) -> dict[str, float]:
     network.train()
-    set_backbone_trainable(network, not backbone_frozen)
+    freeze(network, frozen)
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     steps = _steps(loader, max_steps)
     quiet = not processes.is_main
@@ -293,7 +316,11 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
             init_sha256=initial_settings.init_sha256,
             init_licence=initial_settings.init_licence,
         )
-    network = processes.wrap(network.to(processes.device, memory_format=torch.channels_last))
+    network = network.to(processes.device, memory_format=torch.channels_last)
+    # Parameters that never train are left out of DDP; a head-only first epoch leaves the rest
+    # without gradients for a while, which DDP must be told.
+    freeze(network, frozen_modules(config, config.freeze_backbone_epochs))
+    network = processes.wrap(network, find_unused_parameters=config.freeze_backbone_epochs > 0)
 
     train_set = FaceCrops(
         split_items(split, "train", image_dir, config.fake_source),
@@ -312,6 +339,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     generator = torch.Generator().manual_seed(config.seed)
     shard_size = math.ceil(len(train_set) / processes.world_size)
     sampler = processes.sampler(train_set, config.seed, drop_last=False)
+    if sampler is None and config.paired_batches:
+        sampler = TwinShuffle(train_set.items, config.seed)
     train_loader = DataLoader(
         train_set,
         batch_size=config.batch_size,
@@ -380,7 +409,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 deadline,
                 epoch,
                 processes,
-                backbone_frozen=epoch < config.freeze_backbone_epochs,
+                frozen=frozen_modules(config, epoch),
             )
             processes.average_buffers(network)
             out_of_time = bool(deadline) and processes.any(time.time() > deadline)
