@@ -73,7 +73,7 @@ def test_only_rank_0_logs_to_mlflow_and_steps_count_both_shards(two_process_run)
     assert run.data.metrics["train_images"] == 2 * steps * BATCH
     assert "val_video_auc" in run.data.metrics
     assert (folder / "checkpoints" / "best.pt").is_file()
-    assert result.stdout.count("train: best") == 1  # rank 1 prints no summary
+    assert result.stdout.count("train: kept") == 1  # rank 1 prints no summary
 
 
 def test_each_rank_trains_on_its_own_shard_of_the_crops():

@@ -466,8 +466,9 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
         )
         summary = {k: best_metrics.get(k) for k in ("val_video_auc", "val_frame_auc", "val_loss")}
+        kept = "the last epoch" if config.checkpoint_selection == "last" else f"best {summary}"
         print(
-            f"train: best {summary}, checkpoint {output_dir / BEST_WEIGHTS}, "
+            f"train: kept {kept}, checkpoint {output_dir / BEST_WEIGHTS}, "
             f"MLflow run {run.run_id}" + (f", registered version {version}" if version else "")
         )
     return unwrap(network)
