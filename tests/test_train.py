@@ -104,7 +104,8 @@ def _saved_random_checkpoint(folder, input_size=96):
 
     torch.manual_seed(1)
     path = folder / "init.pt"
-    save_checkpoint(build_model(ModelSettings(input_size=input_size)), ModelSettings(), path)
+    origin = ModelSettings(init_source="weights.whl", init_sha256="ab" * 32, init_licence="MIT")
+    save_checkpoint(build_model(ModelSettings(input_size=input_size)), origin, path)
     return path
 
 
@@ -118,6 +119,13 @@ def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tm
     changed = {key for key in before if not torch.equal(before[key], after[key])}
     # Weights and batch-norm statistics of the backbone stay ImageNet's; only the head moves.
     assert changed and all(key.startswith("last_linear") for key in changed), changed
+    # Where the starting weights came from travels into the new checkpoint and into MLflow.
+    _, settings = load_checkpoint(tmp_path / "out" / "best.pt")
+    assert (settings.init_source, settings.init_sha256) == ("weights.whl", "ab" * 32)
+    client = mlflow.MlflowClient(tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("frozen").experiment_id])
+    assert run.data.params["init_sha256"] == "ab" * 32
+    assert run.data.params["init_source"] == "weights.whl"
 
 
 def test_the_backbone_learns_at_its_own_rate():
@@ -183,3 +191,16 @@ def test_twin_shuffle_keeps_each_real_crop_beside_its_self_blended_twin(split_fi
     assert list(sampler) != first  # reshuffled each epoch
     sampler.set_epoch(0)
     assert list(sampler) == first  # and repeatable
+
+
+def test_modules_before_train_from_keep_their_weights(tracking_uri, split_file, tmp_path):
+    init = _saved_random_checkpoint(tmp_path)
+    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path / "out"), *SHORT_RUN]
+    extra = ["--init", str(init), "--train-from", "block11", "--experiment", "train-from"]
+    assert main([*arguments, *extra, "--epochs", "1", "--registered-model", ""]) == 0
+    before = torch.load(init, weights_only=True)
+    after = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
+    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"block11", "block12", "conv3", "bn3", "conv4", "bn4", "last_linear"}
+    with pytest.raises(SystemExit, match="train_from"):
+        main([*arguments, "--train-from", "block13"])
