@@ -109,14 +109,20 @@ def _saved_random_checkpoint(folder, input_size=96):
     return path
 
 
-def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tmp_path):
-    init = _saved_random_checkpoint(tmp_path)
-    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path / "out"), *SHORT_RUN]
-    extra = ["--init", str(init), "--freeze-backbone-epochs", "1", "--experiment", "frozen"]
-    assert main([*arguments, *extra, "--epochs", "1", "--registered-model", ""]) == 0
+def _changed_after_one_epoch(split_file, folder, *options) -> set[str]:
+    """Train one short epoch from a saved checkpoint; the state_dict keys that moved."""
+    init = _saved_random_checkpoint(folder)
+    arguments = ["--split", str(split_file), "--output-dir", str(folder / "out"), *SHORT_RUN]
+    arguments += ["--init", str(init), "--epochs", "1", "--registered-model", "", *options]
+    assert main(arguments) == 0
     before = torch.load(init, weights_only=True)
-    after = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
-    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    after = torch.load(folder / "out" / "best.pt", weights_only=True)
+    return {key for key in before if not torch.equal(before[key], after[key])}
+
+
+def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tmp_path):
+    options = ["--freeze-backbone-epochs", "1", "--experiment", "frozen"]
+    changed = _changed_after_one_epoch(split_file, tmp_path, *options)
     # Weights and batch-norm statistics of the backbone stay ImageNet's; only the head moves.
     assert changed and all(key.startswith("last_linear") for key in changed), changed
     # Where the starting weights came from travels into the new checkpoint and into MLflow.
@@ -194,13 +200,10 @@ def test_twin_shuffle_keeps_each_real_crop_beside_its_self_blended_twin(split_fi
 
 
 def test_modules_before_train_from_keep_their_weights(tracking_uri, split_file, tmp_path):
-    init = _saved_random_checkpoint(tmp_path)
-    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path / "out"), *SHORT_RUN]
-    extra = ["--init", str(init), "--train-from", "block11", "--experiment", "train-from"]
-    assert main([*arguments, *extra, "--epochs", "1", "--registered-model", ""]) == 0
-    before = torch.load(init, weights_only=True)
-    after = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
-    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    options = ["--train-from", "block11", "--experiment", "train-from"]
+    changed = {
+        key.split(".")[0] for key in _changed_after_one_epoch(split_file, tmp_path, *options)
+    }
     assert changed == {"block11", "block12", "conv3", "bn3", "conv4", "bn4", "last_linear"}
     with pytest.raises(SystemExit, match="train_from"):
-        main([*arguments, "--train-from", "block13"])
+        main(["--split", str(split_file), "--train-from", "block13"])
