@@ -14,8 +14,8 @@ Keras and pretrainedmodels build the same network with two differences, handled 
 batch norm adds epsilon 1e-3 to the variance where torch adds 1e-5 (folded exactly into the
 running variance), and Keras's max-pooling pads like TensorFlow's `same`, bottom-right only,
 where `MaxPool2d(3, 2, 1)` pads all sides; on even-sized maps (at 299 px only block2's
-74 -> 37) the pooled windows are one pixel apart. The network keeps torch's padding: fine-tuning
-absorbs the shift (measured in README "Training").
+74 -> 37) the pooled windows are one pixel apart. The network keeps torch's padding and
+fine-tuning adapts to the shift; what it costs the ImageNet features is in docs/training.md.
 """
 
 from __future__ import annotations
