@@ -28,8 +28,14 @@ from sklearn.metrics import roc_auc_score
 from model.network import load_checkpoint
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
-from training.metrics import NO_FACE_SCORE, bootstrap_interval, equal_error_rate
-from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
+from training.metrics import bootstrap_interval, equal_error_rate
+from training.scoring import (
+    CropScores,
+    evaluation_metrics,
+    score_crops,
+    video_probabilities,
+    video_scores,
+)
 from training.tracking import start_tracked_run
 from training.train import BEST_WEIGHTS, TrainConfig, config_from_args, get_args_parser, train
 
@@ -94,15 +100,10 @@ def pooled_scores(folds: list[CropScores]) -> CropScores:
 def summary(scores: CropScores, aggregation: str) -> dict[str, float]:
     """Pooled metrics with bootstrap 95% intervals (`*_low`, `*_high`)."""
     metrics = evaluation_metrics(scores, aggregation)
-    videos = video_probabilities(scores, aggregation)
-    video_ids = list(videos)
-    video_labels = np.array([videos[v][0] for v in video_ids])
-    video_scores = np.array(
-        [NO_FACE_SCORE if videos[v][1] is None else videos[v][1] for v in video_ids]
-    )
+    video_labels, per_video = video_scores(scores, aggregation)
     intervals = {
-        "video_auc": bootstrap_interval(video_labels, video_scores, roc_auc_score),
-        "video_eer": bootstrap_interval(video_labels, video_scores, equal_error_rate),
+        "video_auc": bootstrap_interval(video_labels, per_video, roc_auc_score),
+        "video_eer": bootstrap_interval(video_labels, per_video, equal_error_rate),
         "frame_auc": bootstrap_interval(
             scores.labels, scores.probabilities, roc_auc_score, clusters=scores.video_ids
         ),

@@ -80,6 +80,14 @@ def video_probabilities(
     }
 
 
+def video_scores(scores: CropScores, aggregation: str) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) labels and (V,) fake probabilities per video, NO_FACE_SCORE where none was scored."""
+    videos = video_probabilities(scores, aggregation).values()
+    labels = np.array([label for label, _ in videos], dtype=np.int64)
+    probabilities = np.array([NO_FACE_SCORE if p is None else p for _, p in videos], np.float64)
+    return labels, probabilities
+
+
 def evaluation_metrics(
     scores: CropScores,
     aggregation: str,
@@ -90,12 +98,10 @@ def evaluation_metrics(
     metrics = {
         f"frame_{k}": v for k, v in binary_metrics(scores.labels, scores.probabilities).items()
     }
-    videos = video_probabilities(scores, aggregation)
-    labels = [label for label, _ in videos.values()]
-    probabilities = [p if p is not None else NO_FACE_SCORE for _, p in videos.values()]
-    for label in (no_face_videos or {}).values():
-        labels.append(label)
-        probabilities.append(NO_FACE_SCORE)
+    labels, probabilities = video_scores(scores, aggregation)
+    no_face_labels = list((no_face_videos or {}).values())
+    labels = np.concatenate([labels, np.array(no_face_labels, dtype=np.int64)])
+    probabilities = np.concatenate([probabilities, np.full(len(no_face_labels), NO_FACE_SCORE)])
     metrics.update({f"video_{k}": v for k, v in binary_metrics(labels, probabilities).items()})
     metrics["loss"] = scores.loss
     metrics["videos"] = len(labels)

@@ -42,10 +42,9 @@ from training.augment import AugmentConfig
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
-from training.metrics import NO_FACE_SCORE
 from training.plots import confusion_figure, roc_figure
 from training.sbi import SelfBlendConfig
-from training.scoring import CropScores, evaluation_metrics, score_crops, video_probabilities
+from training.scoring import CropScores, evaluation_metrics, score_crops, video_scores
 from training.tracking import log_checkpoint_and_register, start_tracked_run
 
 LAST_STATE = "last_state.pt"
@@ -265,9 +264,7 @@ def no_face_videos(split: dict, split_name: str) -> dict[str, int]:
 
 
 def figures(scores: CropScores, aggregation: str, folder: Path) -> list[Path]:
-    videos = video_probabilities(scores, aggregation)
-    video_labels = np.array([label for label, _ in videos.values()])
-    video_probs = np.array([NO_FACE_SCORE if p is None else p for _, p in videos.values()])
+    video_labels, video_probs = video_scores(scores, aggregation)
     return [
         roc_figure(
             {
