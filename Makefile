@@ -21,7 +21,7 @@ MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 MLFLOW_WORKERS ?= 2
 MAR := $(MODEL_STORE)/deepfake.mar
-# The evaluation protocol's folds: identities held out together (README "Evaluation protocol").
+# The evaluation protocol's folds: identities held out together (docs/training.md).
 CV_FOLDS ?= pexels_woman;pyfeat_man;eileen_collins,grace_hopper,multi_face_group
 TORCHSERVE := $(VENV)/bin/torchserve
 # The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
@@ -84,8 +84,8 @@ $(WEIGHTS):
 
 demo-model: setup weights $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
 
-# The demo model trains on every real sample identity (no test split: its honest numbers come
-# from `make crossval`); the sample fakes, a method it never trains on, are its validation.
+# The demo model trains on every real sample identity with no validation split (its recipe has
+# a fixed length; its honest numbers come from `make crossval`, docs/training.md).
 # $(IMAGES)/split.json, by identity, is what int8 calibration checks on (INT8_SPLIT).
 $(IMAGES)/all.json:
 	$(PY) -m training.extract_faces --video-dir $(SAMPLE_DATA)/videos --image-dir $(IMAGES) \
@@ -98,7 +98,7 @@ $(CHECKPOINT): | $(WEIGHTS) $(IMAGES)/all.json
 	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/all.json \
 		--output-dir $(dir $(CHECKPOINT))
 
-model: setup weights $(IMAGES)/all.json  ## the full recipe (training/full.yaml, ~90 min on 2 cores)
+model: setup weights $(IMAGES)/all.json  ## the full recipe (training/full.yaml; its budget stops it at 83 min)
 	$(PY) -m training.train --config training/full.yaml --split $(IMAGES)/all.json \
 		--output-dir checkpoints/full
 
