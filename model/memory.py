@@ -13,12 +13,10 @@ def return_large_buffers_to_os(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     """Have glibc give each allocation of `threshold` bytes or more its own mapping, returned to
     the OS when freed. By default glibc raises that threshold after the first such free (up to
     32 MB), so later decoded frames (6 MB at 1080p, 25 MB at 4K) come from the heap, whose
-    high-water mark then stays: over 4 runs of a 10 s 4K clip in one process, peak RSS was
-    1.48-1.57 GB without this and 1.42-1.44 GB with it (AMD EPYC AVX2). The price is a fresh
-    mapping, and its page faults, for every large allocation: nothing measurable for OpenVINO,
-    which reuses its buffers, but torch allocates each activation anew and its Xception
-    forwards ran 1.6-1.8x slower (batch of 4 at 299 px, same machine). False where the C
-    library has no `mallopt` (not glibc)."""
+    high-water mark then stays. The price is a fresh mapping, and its page faults, for every
+    large allocation: nothing measurable for OpenVINO, which reuses its buffers, but torch
+    allocates each activation anew and runs slower (figures: docs/performance.md). False
+    where the C library has no `mallopt` (not glibc)."""
     name = ctypes.util.find_library("c")
     try:
         mallopt = ctypes.CDLL(name).mallopt

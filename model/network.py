@@ -38,6 +38,7 @@ def _pretrainedmodels_xception() -> types.ModuleType:
 Xception = _pretrainedmodels_xception().Xception
 
 SETTINGS_FORMAT = 1
+DEFAULT_CHECKPOINT = Path("checkpoints") / "best.pt"  # what training writes, `make archive` packs
 FEATURE_WIDTH = 2048  # Xception's pooled feature size
 
 
@@ -59,7 +60,7 @@ class ModelSettings:
     fake_index: int = 1
     dropout: float = 0.5
     face_crop_scale: float = 1.3
-    # Where the weights training started from came from (model/convert_imagenet.py): file,
+    # Where the weights training started from came from (tools/convert_imagenet.py): file,
     # its sha256 and licence note; empty for a network trained from random weights.
     init_source: str = ""
     init_sha256: str = ""

@@ -1,7 +1,8 @@
 """The one path from video to verdict: frames -> faces -> tensors -> fake probabilities -> label.
 
-Training (face extraction, evaluation, batch inference) and the TorchServe handler call these
-functions; nothing here knows about either.
+Training (face extraction, evaluation, batch inference) and serving (`model.service`) call
+these functions; nothing here knows about either. A `Face` is one record from detection to
+JSON: found, cropped, scored in place, aggregated, written.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from model.aggregation import AGGREGATIONS, aggregate
-from model.faces import DetectorConfig, FaceBox, FaceDetector, crop_face, enlarged_square_box
+from model.aggregation import VerdictConfig, aggregate
+from model.faces import FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.prefetch import prefetch
 from model.tensors import crops_to_batch
@@ -31,45 +32,32 @@ from model.video import (
     VideoSource,
 )
 
-NO_FACE = "no_face"
-
 Item = TypeVar("Item")
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything about a run that is not in the checkpoint's settings."""
-
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    aggregation: str = "mean"
-    threshold: float = 0.5  # fake_probability >= threshold is labelled fake
-    batch_size: int = 4  # face crops per forward pass (4: OpenVINO buffers ~190 MB at 299 px)
-    # Let the decoder skip unsampled frames no other frame refers to (same sampled pixels).
-    skip_unsampled_frames: bool = True
-    # Decode, detect and classify in three threads at once: the decoder works on the next
-    # sampled frame while HOG searches this one and the network classifies the faces found so far.
-    overlap_stages: bool = True
-
-    def __post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(
-                f"unknown aggregation {self.aggregation!r}; choose one of {sorted(AGGREGATIONS)}"
-            )
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-
-
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Face:
-    """One detected face: the detector's box, the enlarged square cut out, and that crop."""
+    """One face: where it was found, the enlarged square cut out, that crop, and its fake
+    probability once the network has scored it."""
 
+    frame_index: int
+    timestamp_s: float
     box: FaceBox
     crop_box: FaceBox
     detector_score: float
     crop: np.ndarray  # (S, S, 3) uint8 RGB, S = the model's input size
+    fake_probability: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The face's fields in the response schema (and in training's faces.json)."""
+        entry: dict[str, Any] = {
+            "box": self.box.as_list(),
+            "crop_box": self.crop_box.as_list(),
+            "detector_score": round(float(self.detector_score), 4),
+        }
+        if self.fake_probability is not None:
+            entry["fake_probability"] = round(self.fake_probability, 6)
+        return entry
 
 
 @dataclass(frozen=True)
@@ -88,8 +76,8 @@ class VideoFaces:
     timing_ms: dict[str, float] = field(default_factory=dict)
 
     @property
-    def face_crops(self) -> list[np.ndarray]:
-        return [face.crop for frame in self.frames for face in frame.faces]
+    def faces(self) -> list[Face]:
+        return [face for frame in self.frames for face in frame.faces]
 
     @property
     def face_count(self) -> int:
@@ -98,15 +86,16 @@ class VideoFaces:
 
 @dataclass
 class VideoVerdict:
-    """The per-video outcome and the per-face scores behind it."""
+    """The per-video outcome and the scored faces behind it."""
 
     label: str  # "fake", "real" or "no_face"
     fake_probability: float | None  # None exactly when label is "no_face"
-    threshold: float
-    aggregation: str
+    config: VerdictConfig
     faces: VideoFaces
-    face_probabilities: list[list[float]]  # per sampled frame, per face, in `faces` order
-    timing_ms: dict[str, float]
+
+    @property
+    def timing_ms(self) -> dict[str, float]:
+        return self.faces.timing_ms
 
 
 def extract_faces(
@@ -114,19 +103,12 @@ def extract_faces(
     sampling: SamplingConfig,
     detector: FaceDetector,
     settings: ModelSettings,
-    decode_threads: int = 0,
     limits: VideoLimits = DEFAULT_LIMITS,
-    skip_unsampled_frames: bool = True,
 ) -> VideoFaces:
     """Decode the sampled frames, find the faces and cut their crops as the settings say;
-    each full frame is dropped once its faces are cut, so memory holds crops only.
-    `decode_threads`: FFmpeg's decoder threads (0: all cores); `limits`: what the video may
-    cost (`VideoLimitError` past them); `skip_unsampled_frames`: see `PipelineConfig`."""
+    each full frame is dropped once its faces are cut, so memory holds crops only."""
     faces = VideoFaces()
-    for frame in iter_frame_faces(
-        source, sampling, detector, settings, faces, decode_threads, limits, skip_unsampled_frames
-    ):
-        faces.frames.append(frame)
+    faces.frames.extend(iter_frame_faces(source, sampling, detector, settings, faces, limits))
     return faces
 
 
@@ -136,24 +118,23 @@ def iter_frame_faces(
     detector: FaceDetector,
     settings: ModelSettings,
     faces: VideoFaces,
-    decode_threads: int = 0,
     limits: VideoLimits = DEFAULT_LIMITS,
     skip_unsampled_frames: bool = True,
     decode_ahead: bool = False,
+    decode_threads: int = 0,
 ) -> Iterator[FrameFaces]:
     """`extract_faces` one sampled frame at a time; sets `faces.info` once the video is open
     and adds the decode and detect times to `faces.timing_ms` as it goes (the caller keeps the
-    frames it wants). `decode_ahead`: decode in a thread of its own, one frame ahead."""
+    frames it wants). `limits`: what the video may cost (`VideoLimitError` past them);
+    `decode_ahead`: decode in a thread of its own, one frame ahead (a 4K frame is 25 MB);
+    `decode_threads`: FFmpeg's decoder threads (0: all cores)."""
     timing_ms = faces.timing_ms
     timing_ms.update(decode=0.0, detect=0.0)
     with VideoReader(source, decode_threads, limits, skip_unsampled_frames) as reader:
         faces.info = reader.info
         width, height = reader.info.width, reader.info.height
         sampled = _timed(reader.sample(sampling), timing_ms, "decode")
-        if decode_ahead:
-            # The decoder stalled while HOG searched each frame: decoding the next one meanwhile
-            # took the 1080p bench clip from 1.68-1.71 to 1.59-1.65 s (int8, in process, AMD
-            # EPYC AVX2, 2 cores). One frame ahead: a 4K frame is 25 MB.
+        if decode_ahead:  # the decoder would otherwise wait while HOG searches each frame
             sampled = prefetch(sampled, depth=1)
         with contextlib.closing(sampled):  # an early stop also stops the decoding thread
             yield from _detect_each(sampled, detector, settings, width, height, timing_ms)
@@ -174,7 +155,9 @@ def _detect_each(
         for detection in detector.detect(frame.rgb):
             crop_box = enlarged_square_box(detection.box, width, height, settings.face_crop_scale)
             crop = crop_face(frame.rgb, crop_box, settings.input_size)
-            found.append(Face(detection.box, crop_box, detection.score, crop))
+            found.append(
+                Face(frame.index, frame.timestamp_s, detection.box, crop_box, detection.score, crop)
+            )
         timing_ms["detect"] += _elapsed_ms(started)
         yield FrameFaces(frame.index, frame.timestamp_s, found)
 
@@ -205,111 +188,85 @@ def classify_crops(
     return np.concatenate(probabilities).astype(np.float32)
 
 
-def verdict_from_probabilities(
-    faces: VideoFaces, probabilities: np.ndarray, config: PipelineConfig
-) -> VideoVerdict:
-    """Aggregate per-face probabilities (in `faces.face_crops` order) into the video's label."""
-    per_frame: list[list[float]] = []
-    position = 0
-    for frame in faces.frames:
-        per_frame.append([float(p) for p in probabilities[position : position + len(frame.faces)]])
-        position += len(frame.faces)
-    if position != len(probabilities):
-        raise ValueError(f"{len(probabilities)} probabilities for {position} faces")
-    video_probability = aggregate(per_frame, config.aggregation)
-    if video_probability is None:
-        label = NO_FACE
-    else:
-        label = "fake" if video_probability >= config.threshold else "real"
-    return VideoVerdict(
-        label=label,
-        fake_probability=video_probability,
-        threshold=config.threshold,
-        aggregation=config.aggregation,
-        faces=faces,
-        face_probabilities=per_frame,
-        timing_ms=dict(faces.timing_ms),
-    )
-
-
 def score_video(
     source: VideoSource,
     classifier: nn.Module,
     settings: ModelSettings,
-    config: PipelineConfig,
+    sampling: SamplingConfig,
     detector: FaceDetector,
-    decode_threads: int = 0,
+    crops_per_batch: int,
     limits: VideoLimits = DEFAULT_LIMITS,
-) -> tuple[VideoFaces, np.ndarray]:
-    """The faces of the sampled frames and each face's fake probability (in `face_crops`
-    order); `timing_ms` gets decode, detect, classify and total. With `config.overlap_stages`
-    one thread decodes and another detects while this one classifies each micro-batch as soon
-    as it is full, so the stage times overlap and add up to more than `total`, the wall time."""
+    skip_unsampled_frames: bool = True,
+    overlap_stages: bool = True,
+    decode_threads: int = 0,
+) -> VideoFaces:
+    """The faces of the sampled frames, each with its fake probability; `timing_ms` gets
+    decode, detect, classify and total. With `overlap_stages` one thread decodes and another
+    detects while this one classifies each micro-batch as soon as it is full, so the stage
+    times overlap and add up to more than `total`, the wall time."""
     started = time.perf_counter()
     faces = VideoFaces()
     frames = iter_frame_faces(
         source,
-        config.sampling,
+        sampling,
         detector,
         settings,
         faces,
-        decode_threads,
         limits,
-        config.skip_unsampled_frames,
-        decode_ahead=config.overlap_stages,
+        skip_unsampled_frames,
+        decode_ahead=overlap_stages,
+        decode_threads=decode_threads,
     )
     # A few frames ahead at most: the queue holds crops only, the producer waits when it is full.
-    if config.overlap_stages:
-        frames = prefetch(frames, depth=2 * config.batch_size)
-    classified = _MicroBatches(classifier, settings, config.batch_size)
+    if overlap_stages:
+        frames = prefetch(frames, depth=2 * crops_per_batch)
+    classified = _MicroBatches(classifier, settings, crops_per_batch)
     with contextlib.closing(frames):  # on an error too: stop the producer, close the video
         for frame in frames:
             faces.frames.append(frame)
-            classified.add(face.crop for face in frame.faces)
-    probabilities = classified.finish()
+            classified.add(frame.faces)
+    classified.finish()
     faces.timing_ms["classify"] = classified.elapsed_ms
     faces.timing_ms["total"] = _elapsed_ms(started)
-    return faces, probabilities
+    return faces
+
+
+def verdict(faces: VideoFaces, config: VerdictConfig) -> VideoVerdict:
+    """The video's label from its scored faces by `config`'s rule and threshold."""
+    per_frame = [[face.fake_probability for face in frame.faces] for frame in faces.frames]
+    if any(p is None for probabilities in per_frame for p in probabilities):
+        raise ValueError("every face must be scored before the verdict")
+    fake_probability = aggregate(per_frame, config.aggregation)
+    return VideoVerdict(config.label(fake_probability), fake_probability, config, faces)
 
 
 class _MicroBatches:
-    """Classifies crops `batch_size` at a time as they arrive; `finish` runs the rest."""
+    """Scores faces `batch_size` at a time as they arrive; `finish` scores the rest."""
 
     def __init__(self, classifier: nn.Module, settings: ModelSettings, batch_size: int) -> None:
         self._classifier, self._settings = classifier, settings
         self._batch_size = batch_size
-        self._waiting: list[np.ndarray] = []
-        self._done: list[np.ndarray] = []
+        self._waiting: list[Face] = []
         self.elapsed_ms = 0.0
 
-    def add(self, crops: Iterable[np.ndarray]) -> None:
-        self._waiting.extend(crops)
+    def add(self, faces: Iterable[Face]) -> None:
+        self._waiting.extend(faces)
         while len(self._waiting) >= self._batch_size:
             self._run(self._waiting[: self._batch_size])
             del self._waiting[: self._batch_size]
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> None:
         if self._waiting:
             self._run(self._waiting)
             self._waiting = []
-        return np.concatenate(self._done) if self._done else np.zeros(0, dtype=np.float32)
 
-    def _run(self, crops: list[np.ndarray]) -> None:
+    def _run(self, faces: list[Face]) -> None:
         started = time.perf_counter()
-        self._done.append(classify_crops(self._classifier, self._settings, crops, self._batch_size))
+        crops = [face.crop for face in faces]
+        probabilities = classify_crops(self._classifier, self._settings, crops, self._batch_size)
+        for face, probability in zip(faces, probabilities, strict=True):
+            face.fake_probability = float(probability)
         self.elapsed_ms += _elapsed_ms(started)
-
-
-def analyze_video(
-    source: VideoSource,
-    network: nn.Module,
-    settings: ModelSettings,
-    config: PipelineConfig,
-    detector: FaceDetector,
-) -> VideoVerdict:
-    """Video (path or bytes) to verdict through the whole pipeline."""
-    faces, probabilities = score_video(source, network, settings, config, detector)
-    return verdict_from_probabilities(faces, probabilities, config)
 
 
 def _elapsed_ms(started: float) -> float:

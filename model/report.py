@@ -1,6 +1,6 @@
 """The JSON a client gets for a video: the verdict, the evidence behind it, and what made it.
 
-Versioned by `SCHEMA_VERSION` (README "Response schema"): fields are only added within a major
+Versioned by `protocol.wire.SCHEMA_VERSION` (docs/api.md): fields are only added within a major
 version; renaming or removing one bumps it.
 """
 
@@ -13,9 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from model.pipeline import NO_FACE, PipelineConfig, VideoVerdict
+from model.explain import heatmap_grey, overlay
+from model.pipeline import Face, VideoVerdict
+from model.video import SamplingConfig
+from protocol.wire import NO_FACE, SCHEMA_VERSION
 
-SCHEMA_VERSION = "1.0"
 CROP_JPEG_QUALITY = 90
 
 
@@ -37,32 +39,25 @@ class ModelInfo:
 
 def verdict_report(
     verdict: VideoVerdict,
-    config: PipelineConfig,
+    sampling: SamplingConfig,
     model: ModelInfo,
     include_crops: bool = False,
 ) -> dict[str, Any]:
     """The response body for one video (schema `SCHEMA_VERSION`)."""
     faces = verdict.faces
-    frames = []
-    for frame, probabilities in zip(faces.frames, verdict.face_probabilities, strict=True):
-        frame_faces = []
-        for face, probability in zip(frame.faces, probabilities, strict=True):
-            entry: dict[str, Any] = {
-                "box": face.box.as_list(),
-                "crop_box": face.crop_box.as_list(),
-                "detector_score": round(float(face.detector_score), 4),
-                "fake_probability": round(float(probability), 6),
-            }
-            if include_crops:
-                entry["crop_jpeg"] = encode_image_base64(face.crop, ".jpg")
-            frame_faces.append(entry)
-        frames.append(
-            {
-                "frame_index": frame.frame_index,
-                "timestamp_s": round(frame.timestamp_s, 4),
-                "faces": frame_faces,
-            }
-        )
+    frames = [
+        {
+            "frame_index": frame.frame_index,
+            "timestamp_s": round(frame.timestamp_s, 4),
+            "faces": [
+                {**face.as_json(), "crop_jpeg": encode_image_base64(face.crop, ".jpg")}
+                if include_crops
+                else face.as_json()
+                for face in frame.faces
+            ],
+        }
+        for frame in faces.frames
+    ]
     info = faces.info
     return {
         "schema_version": SCHEMA_VERSION,
@@ -70,8 +65,8 @@ def verdict_report(
         "fake_probability": (
             None if verdict.label == NO_FACE else round(float(verdict.fake_probability), 6)
         ),
-        "threshold": verdict.threshold,
-        "aggregation": verdict.aggregation,
+        "threshold": verdict.config.threshold,
+        "aggregation": verdict.config.aggregation,
         "frames_analyzed": len(faces.frames),
         "faces_found": faces.face_count,
         "frames": frames,
@@ -85,15 +80,24 @@ def verdict_report(
             "container": info.container,
             "rotation": info.rotation,
         },
-        "sampling": asdict(config.sampling),
+        "sampling": asdict(sampling),
         "model": asdict(model),
         "timing_ms": {stage: round(ms, 1) for stage, ms in verdict.timing_ms.items()},
     }
 
 
-def error_report(status: int, error: str, message: str) -> dict[str, Any]:
-    """The body of every failed request: the HTTP status, an error kind, what to change."""
-    return {"schema_version": SCHEMA_VERSION, "status": status, "error": error, "message": message}
+def explanation_report(face: Face, heatmap: np.ndarray) -> dict[str, Any]:
+    """One explained face: where it is, its score, and its Grad-CAM map as PNGs."""
+    return {
+        "frame_index": face.frame_index,
+        "timestamp_s": round(face.timestamp_s, 4),
+        "box": face.box.as_list(),
+        "fake_probability": round(face.fake_probability, 6),
+        "method": "grad-cam",
+        "crop_png": encode_image_base64(face.crop, ".png"),
+        "heatmap_png": encode_image_base64(heatmap_grey(heatmap), ".png"),
+        "overlay_png": encode_image_base64(overlay(face.crop, heatmap), ".png"),
+    }
 
 
 def encode_image_base64(rgb: np.ndarray, suffix: str) -> str:
@@ -104,24 +108,3 @@ def encode_image_base64(rgb: np.ndarray, suffix: str) -> str:
     if not ok:
         raise ValueError(f"OpenCV could not encode a {image.shape} image as {suffix}")
     return base64.b64encode(encoded.tobytes()).decode("ascii")
-
-
-def decode_image_base64(text: str) -> np.ndarray:
-    """Inverse of `encode_image_base64`: (H, W, 3) RGB uint8 (grey images come back as RGB)."""
-    data = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("not a PNG or JPEG image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def result_line(
-    name: str, label: str | None, fake_probability: float | None, error: str = ""
-) -> str:
-    """One results.txt line, the same from `training.infer` and the client:
-    `<name> <fake probability> <label>`, `<name> no_face no_face` or `<name> error: <why>`."""
-    if label is None:
-        return f"{name} error: {error}"
-    if label == NO_FACE or fake_probability is None:
-        return f"{name} {NO_FACE} {NO_FACE}"
-    return f"{name} {fake_probability:.4f} {label}"

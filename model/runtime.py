@@ -8,8 +8,7 @@ that turns a normalized batch into logits changes:
 * `torch-bf16-cl`: channels_last with bf16 autocast, only sensible with native bf16
   (avx512_bf16 / amx_bf16); elsewhere bf16 is emulated and ~10x slower;
 * `openvino-fp32`: the same weights converted in memory by OpenVINO (`ov.convert_model`), no
-  file written, run in fp32 even where OpenVINO would pick bf16 by itself; ~1.8x faster than
-  `torch-fp32` at 299 px on an AVX2-only EPYC (README "Performance");
+  file written, run in fp32 even where OpenVINO would pick bf16 by itself;
 * `openvino-bf16`: the same in bf16, only sensible with native bf16 (elsewhere OpenVINO keeps
   fp32, and the worker reports the precision it really got);
 * `openvino-int8`: an OpenVINO model quantized at archive time (`training.quantize`, NNCF
@@ -18,8 +17,8 @@ that turns a normalized batch into logits changes:
 `candidate_paths("auto")` says what is worth running on this CPU, from its flags: on CPUs
 without native bf16 (measured here) OpenVINO int8 when the archive holds a checked int8 model,
 else OpenVINO fp32; on CPUs with native bf16 torch bf16, OpenVINO bf16 and int8 when archived,
-and `choose_classifier` times them at worker start and keeps the fastest (on an Intel Xeon with
-AMX, 2 cores: int8 81, OpenVINO bf16 55, torch bf16 15 img/s).
+and `choose_classifier` times them at worker start and keeps the fastest. What each path
+measured on which CPU: docs/performance.md.
 A comma-separated list of paths is measured the same way.
 """
 
@@ -137,9 +136,8 @@ def compile_for_cpu(model: Any, threads: int, precision: str = "fp32") -> Any:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            # Pinned threads lose their core whenever the decoding thread runs there:
-            # unpinned, decode + detect overlapping classification was 1.68 vs 1.83 s
-            # per 1080p clip (AMD EPYC AVX2, 2 cores, int8; fp32 2.43 vs 2.75 s).
+            # Pinned threads lose their core whenever the decoding thread runs there
+            # (measured: docs/performance.md).
             "ENABLE_CPU_PINNING": False,
         },
     )
@@ -200,7 +198,7 @@ def prepare_classifier(
         if int8_model is None:
             raise ValueError(
                 "inference path openvino-int8 needs an int8 model: build the archive with "
-                '--int8-split (see README "Performance") or choose another path'
+                '--int8-split (docs/deployment.md) or choose another path'
             )
         return OpenVinoClassifier(_openvino_core().read_model(int8_model), threads, "int8")
     if path.runtime == "openvino":

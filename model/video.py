@@ -8,7 +8,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,24 +18,6 @@ import numpy as np
 from model.errors import VideoInputError, VideoLimitError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
-
-# Suffixes `find_videos` collects from folders; a named file is read whatever its suffix.
-VIDEO_SUFFIXES = frozenset(
-    {
-        ".mp4",
-        ".m4v",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".avi",
-        ".wmv",
-        ".flv",
-        ".mpg",
-        ".mpeg",
-        ".ts",
-        ".3gp",
-    }
-)
 
 # More than this share of the frames the container declares missing means the file was cut short.
 _TRUNCATION_TOLERANCE = 0.05
@@ -329,18 +311,6 @@ def read_sampled_frames(
     """Open, sample and close in one call; holds all sampled frames, so keep `max_frames` small."""
     with VideoReader(source) as reader:
         return reader.info, list(reader.sample(sampling))
-
-
-def find_videos(inputs: Iterable[Path]) -> list[Path]:
-    """The given files, and the video files anywhere under the given folders, sorted."""
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = (p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-            paths.extend(sorted(p for p in found if p.is_file()))
-        else:
-            paths.append(item)
-    return paths
 
 
 def _check_pixels(width: int, height: int, limits: VideoLimits) -> None:

@@ -1,56 +1,20 @@
-"""Shared fixtures: the sample videos in ../shared/data and their labels."""
+"""Shared fixtures: the sample videos in ../shared/data and their labels, the small training
+set, and the one TorchServe that the serving and browser tests share."""
 
 from __future__ import annotations
 
-import csv
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = Path(os.environ.get("DEEPFAKE_SAMPLE_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
-@dataclass(frozen=True)
-class SampleVideo:
-    """One row of ../shared/data/labels.csv."""
-
-    path: Path
-    label: str
-    frame_count: int
-    width: int
-    height: int
-    fps: float
-    face_frames: frozenset[int]  # sampled frames (every 20th) where dlib HOG found a face
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def _read_labels() -> list[SampleVideo]:
-    with open(SAMPLE_DATA / "labels.csv", newline="") as file:
-        return [
-            SampleVideo(
-                path=SAMPLE_DATA / row["file"],
-                label=row["label"],
-                frame_count=int(row["n_frames"]),
-                width=int(row["width"]),
-                height=int(row["height"]),
-                fps=float(row["fps"]),
-                face_frames=frozenset(int(i) for i in row["hog_face_frames_up1"].split()),
-            )
-            for row in csv.DictReader(file)
-        ]
+from support.samples import SAMPLE_DATA, SampleVideo, read_labels
 
 
 @pytest.fixture(scope="session")
 def sample_videos() -> list[SampleVideo]:
     if not (SAMPLE_DATA / "labels.csv").is_file():
         pytest.skip(f"sample videos not found in {SAMPLE_DATA} (set DEEPFAKE_SAMPLE_DATA)")
-    return _read_labels()
+    return read_labels()
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +77,66 @@ def split_file(extracted_images) -> Path:
     path = image_dir / "split.json"
     write_split(split, path)
     return path
+
+
+# One TorchServe for every test that can share it (test_serving, test_corpus, test_ui): the
+# archives below, both loaded, with credentials in its environment that must not reach the
+# workers (support/bad_inputs.py SECRETS).
+# deepfake-v2.mar batches requests (the shipped config does not), so batching is tested too,
+# and times two inference paths at worker start, so that choice is tested too.
+V2_BATCH = {"batchSize": 4, "maxBatchDelay": 500}
+V2_PATHS = "openvino-int8,torch-fp32"
+
+
+@pytest.fixture(scope="session")
+def served_checkpoint(tmp_path_factory) -> Path:
+    """Random Xception weights at 160 px in the training checkpoint format."""
+    from model.network import ModelSettings
+    from support.torchserve import random_checkpoint
+
+    settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
+    return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
+
+
+@pytest.fixture(scope="session")
+def model_store(served_checkpoint, split_file, tmp_path_factory) -> Path:
+    """deepfake.mar (0.1.0, the shipped model config) and deepfake-v2.mar: the same weights
+    with settings version 0.2.0, an int8 model calibrated on the small set's faces, TorchServe
+    batching (`V2_BATCH`) and two inference paths timed at start (`V2_PATHS`)."""
+    import dataclasses
+
+    import yaml
+
+    from deploy.archive import DEFAULT_CONFIG, build_archive
+    from model.network import load_checkpoint, save_checkpoint
+
+    store = tmp_path_factory.mktemp("model_store")
+    build_archive(served_checkpoint, store)
+    network, settings = load_checkpoint(served_checkpoint)
+    second = served_checkpoint.parent / "second" / "best.pt"
+    save_checkpoint(network, dataclasses.replace(settings, version="0.2.0"), second)
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text()) | V2_BATCH
+    config["deepfake"] = {"engine": {"inference_path": V2_PATHS}}
+    config_file = second.parent / "model-config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    build_archive(
+        second, store, file_name="deepfake-v2", config_file=config_file, int8_split=split_file
+    )
+    return store
+
+
+@pytest.fixture(scope="session")
+def server(model_store, tmp_path_factory):
+    """The shared TorchServe (see SECRETS); a test that changes it (workers, default version,
+    keys) puts it back before it ends."""
+    from support.bad_inputs import CORPUS_MAX_REQUEST_BYTES, SECRETS
+    from support.torchserve import serving
+
+    with serving(
+        tmp_path_factory.mktemp("torchserve"),
+        model_store,
+        extra_env=SECRETS,
+        load_models="deepfake.mar,deepfake-v2.mar",
+        max_request_size=str(CORPUS_MAX_REQUEST_BYTES),
+    ) as running:
+        yield running

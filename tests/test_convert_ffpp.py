@@ -15,9 +15,9 @@ import textwrap
 import pytest
 import torch
 
-from model.convert_ffpp import convert, load_ffpp_state_dict, main
 from model.errors import CheckpointError
 from model.network import load_checkpoint
+from tools.convert_ffpp import convert, load_ffpp_state_dict, main
 
 FFPP_NETWORK_PACKAGE = {
     "__init__.py": "",
@@ -74,6 +74,8 @@ MAKE_CHECKPOINTS = textwrap.dedent(
         torch.save({"images": images, "logits": model(images)}, f"{folder}/expected.pt")
     """
 )
+
+pytestmark = pytest.mark.integration
 
 
 def _make_ffpp_checkpoints(folder, dropout):

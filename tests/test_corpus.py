@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/bad_inputs.py) against a real TorchServe: each upload gets its
+"""The bad-input corpus (support/bad_inputs.py) against a real TorchServe: each upload gets its
 documented status and a JSON body naming the problem; no 500s, the worker survives every one,
 and the server's temp folder holds nothing more afterwards."""
 
@@ -11,38 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from handler.archive import build_archive
-from model.network import ModelSettings
-from tests.bad_inputs import CORPUS, CORPUS_MAX_REQUEST_BYTES, Case, matches
-from tests.torchserve_harness import REPO_ROOT, random_checkpoint, serving, worker_processes
+from support.bad_inputs import CORPUS, SECRETS, Case, matches
+from support.torchserve import REPO_ROOT, worker_processes
 
 pytestmark = pytest.mark.serving
 
 RESPONSE_TIMEOUT_S = 300  # handler/model-config.yaml responseTimeout
-# Credentials an operator's shell may hold; config.properties' blacklist_env_vars must keep
-# them out of the workers, and nothing may echo them.
-SECRETS = {
-    "AWS_SECRET_ACCESS_KEY": "corpus-aws-secret-5f1c",
-    "MLFLOW_TRACKING_TOKEN": "corpus-mlflow-token-9a2e",
-    "MLFLOW_TRACKING_PASSWORD": "corpus-mlflow-password-77b0",
-}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    settings = ModelSettings(name="deepfake-corpus-test", input_size=160)
-    checkpoint = random_checkpoint(
-        tmp_path_factory.mktemp("corpus-checkpoint") / "best.pt", settings
-    )
-    store = tmp_path_factory.mktemp("corpus-store")
-    build_archive(checkpoint, store)
-    with serving(
-        tmp_path_factory.mktemp("corpus-torchserve"),
-        store,
-        extra_env=SECRETS,
-        max_request_size=str(CORPUS_MAX_REQUEST_BYTES),
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +27,7 @@ def answers(server):
     before = _listing(temp)
     pids_before = {p.pid for p in worker_processes(server)}
     url = f"{server.client.address.inference_url}/predictions/deepfake"
-    auth = server.client._auth("inference")
+    auth = server.client.auth_headers("inference")
     results = [(case, _send(url, auth, case)) for case in CORPUS]
     return results, before, _listing(temp), pids_before, {p.pid for p in worker_processes(server)}
 
@@ -80,7 +54,6 @@ def test_no_answer_is_a_server_error_and_the_worker_survives(answers, server):
     results, _, _, pids_before, pids_after = answers
     assert not [c.name for c, r in results if r.status_code >= 500]
     assert pids_before and pids_after == pids_before, "a worker died or was restarted"
-    assert "deepfake: scored request" in server.model_log
 
 
 def test_the_temp_folder_is_unchanged_by_the_corpus(answers):
@@ -133,7 +106,7 @@ def test_workers_never_see_the_operators_credentials(answers, server):
 
 def test_no_credential_key_or_upload_is_echoed_in_answers_or_logs(answers, server):
     results, *_ = answers
-    inference_key = server.client._auth("inference")["Authorization"].split()[-1]
+    inference_key = server.client.auth_headers("inference")["Authorization"].split()[-1]
     texts = [response.text for _, response in results]
     texts += [path.read_text(errors="replace") for path in server.log_dir.glob("*.log")]
     for secret in [*SECRETS.values(), inference_key]:
@@ -163,7 +136,7 @@ def test_the_shipped_config_is_hardened():
 
 def test_registering_a_model_over_the_api_is_refused(server):
     url = f"{server.client.address.management_url}/models"
-    auth = server.client._auth("management")
+    auth = server.client.auth_headers("management")
     for source in ("https://example.com/evil.mar", "file:///etc/passwd"):
         response = requests.post(url, params={"url": source}, headers=auth, timeout=30)
         assert response.status_code in (400, 403, 405), (source, response.text)

@@ -13,6 +13,8 @@ from training.crossval import fold_split, main, parse_folds
 from training.data_dir import load_split
 from training.metrics import bootstrap_interval
 
+pytestmark = pytest.mark.integration
+
 
 def test_folds_hold_out_whole_identities(split_file):
     split = load_split(split_file)

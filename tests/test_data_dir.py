@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from training.data_dir import assign_groups, build_split, main, split_groups
+
+pytestmark = pytest.mark.integration
 
 
 def test_no_video_or_group_on_two_sides(split_file):

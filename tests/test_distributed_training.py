@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from model.network import ModelSettings, build_model
-from tests.torchserve_harness import REPO_ROOT
+from support.torchserve import REPO_ROOT
 from training.distributed import Processes
 from training.train import seed_everything
+
+pytestmark = pytest.mark.integration
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
 STEPS, BATCH, INPUT_SIZE = 3, 4, 96

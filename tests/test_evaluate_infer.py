@@ -10,6 +10,8 @@ import torch
 from model.network import ModelSettings, build_model, save_checkpoint
 from training import evaluate, infer
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from model.faces import DetectorConfig, make_detector
@@ -21,6 +22,8 @@ from training.extract_faces import (
     summary,
     video_jobs,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def test_every_video_gets_its_crops_and_record(extracted_images, small_video_dir):
@@ -61,7 +64,7 @@ def test_training_crops_give_the_servers_tensors(extracted_images, small_video_d
     )
     torch.testing.assert_close(
         crops_to_batch(training_crops, settings),
-        crops_to_batch(serving.face_crops, settings),
+        crops_to_batch([face.crop for face in serving.faces], settings),
         rtol=0,
         atol=0,
     )

@@ -14,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from deploy.archive import build_archive
 from deploy.kserve.bundle import (
     BASE_CONFIG,
     MOUNT,
@@ -22,10 +23,11 @@ from deploy.kserve.bundle import (
     pod_config,
     pod_settings,
 )
-from handler.archive import build_archive
-from handler.ts_config import read_properties
+from deploy.ts_config import read_properties
 from model.network import ModelSettings, file_sha256
-from tests.torchserve_harness import random_checkpoint, serving
+from support.torchserve import random_checkpoint, serving
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice.yaml"
@@ -164,7 +166,7 @@ def _pod_config_without_a_mar() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def mar(tmp_path_factory) -> Path:
-    """deepfake.mar from random 160 px weights (version 0.3.0), built by `handler.archive`."""
+    """deepfake.mar from random 160 px weights (version 0.3.0), built by `deploy.archive`."""
     settings = ModelSettings(name="deepfake-xception-test", version="0.3.0", input_size=160)
     checkpoint = random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
     return build_archive(checkpoint, tmp_path_factory.mktemp("model_store"))
@@ -232,6 +234,7 @@ def video(sample_videos):
     return next(v for v in sample_videos if v.name == "a_fs_wolfgang_c1__grace_hopper.mp4")
 
 
+@pytest.mark.serving
 @pytest.mark.serving
 def test_torchserve_with_the_bundle_config_answers_kserve_v1_like_a_raw_upload(
     mar, storage, video, tmp_path_factory

@@ -1,5 +1,5 @@
 """`make mlflow-server` for real on a free loopback port: a short training run logs to it over
-HTTP, the run is read back, and `handler.archive` packs the registered version from it."""
+HTTP, the run is read back, and `deploy.archive` packs the registered version from it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import zipfile
 import mlflow
 import pytest
 
-from handler import archive
+from deploy import archive
 from model.network import file_sha256
-from tests.torchserve_harness import REPO_ROOT, free_ports, wait_for_http
+from support.torchserve import REPO_ROOT, free_ports, wait_for_http
 from training.train import main as train_main
+
+pytestmark = pytest.mark.integration
 
 SHORT_RUN = ["--input-size", "96", "--batch-size", "4", "--max-steps-per-epoch", "2"]
 

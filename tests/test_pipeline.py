@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import numpy as np
 import pytest
 import torch
 
+from model.aggregation import VerdictConfig
 from model.errors import VideoInputError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
-from model.pipeline import (
-    NO_FACE,
-    PipelineConfig,
-    analyze_video,
-    classify_crops,
-    score_video,
-    verdict_from_probabilities,
-)
-from tests.video_factory import encode_video, grace_hopper_rgb
+from model.pipeline import VideoVerdict, classify_crops, score_video, verdict
+from model.video import SamplingConfig
+from protocol.wire import NO_FACE
+from support.video_factory import encode_video, grace_hopper_rgb
 
 
 @pytest.fixture(scope="module")
@@ -40,79 +35,104 @@ def detector():
     return make_detector(DetectorConfig())
 
 
+def analyze(video, network, settings, detector, **engine):
+    faces = score_video(video, network, settings, SamplingConfig(), detector, 4, **engine)
+    return verdict(faces, VerdictConfig())
+
+
 def test_no_face_video_gives_the_no_face_outcome(no_face_video, network, settings, detector):
-    verdict = analyze_video(no_face_video.path, network, settings, PipelineConfig(), detector)
-    assert verdict.label == NO_FACE
-    assert verdict.fake_probability is None
-    assert verdict.faces.face_count == 0
-    assert len(verdict.faces.frames) == len(range(0, no_face_video.frame_count, 20))
-    assert "classify" in verdict.timing_ms
+    scored = analyze(no_face_video.path, network, settings, detector)
+    assert scored.label == NO_FACE
+    assert scored.fake_probability is None
+    assert scored.faces.face_count == 0
+    assert len(scored.faces.frames) == len(range(0, no_face_video.frame_count, 20))
+    assert "classify" in scored.timing_ms
 
 
 def test_face_video_verdict_is_built_from_its_faces(one_face_video, network, settings, detector):
-    config = PipelineConfig(threshold=0.5, batch_size=4)
-    verdict = analyze_video(one_face_video.path.read_bytes(), network, settings, config, detector)
-    assert verdict.label in ("fake", "real")
-    assert 0.0 <= verdict.fake_probability <= 1.0
-    assert verdict.label == ("fake" if verdict.fake_probability >= 0.5 else "real")
-    per_face = [p for frame in verdict.face_probabilities for p in frame]
-    assert len(per_face) == verdict.faces.face_count == 6
-    assert verdict.fake_probability == pytest.approx(np.mean(per_face), abs=1e-6)
-    assert set(verdict.timing_ms) == {"decode", "detect", "classify", "total"}
+    scored = analyze(one_face_video.path.read_bytes(), network, settings, detector)
+    assert scored.label in ("fake", "real")
+    assert 0.0 <= scored.fake_probability <= 1.0
+    assert scored.label == ("fake" if scored.fake_probability >= 0.5 else "real")
+    per_face = [face.fake_probability for face in scored.faces.faces]
+    assert len(per_face) == scored.faces.face_count == 6
+    assert scored.fake_probability == pytest.approx(np.mean(per_face), abs=1e-6)
+    assert set(scored.timing_ms) == {"decode", "detect", "classify", "total"}
 
 
-def test_frames_without_a_face_do_not_count(sample_videos, network, settings, detector):
-    video = next(v for v in sample_videos if v.name == "a_pyfeatman_face_to_noface.mp4")
-    verdict = analyze_video(video.path, network, settings, PipelineConfig(), detector)
-    with_faces = {f.frame_index for f in verdict.faces.frames if f.faces}
-    assert with_faces == set(video.face_frames)
-    assert verdict.fake_probability is not None
+def test_each_face_is_one_record_from_detection_to_json(
+    one_face_video, network, settings, detector
+):
+    scored = analyze(one_face_video.path, network, settings, detector)
+    for frame in scored.faces.frames:
+        for face in frame.faces:
+            assert (face.frame_index, face.timestamp_s) == (frame.frame_index, frame.timestamp_s)
+            assert face.crop.shape == (settings.input_size, settings.input_size, 3)
+            assert face.as_json() == {
+                "box": face.box.as_list(),
+                "crop_box": face.crop_box.as_list(),
+                "detector_score": round(face.detector_score, 4),
+                "fake_probability": round(face.fake_probability, 6),
+            }
+
+
+def test_the_threshold_and_rule_make_the_label(one_face_video, network, settings, detector):
+    faces = analyze(one_face_video.path, network, settings, detector).faces
+    probability = verdict(faces, VerdictConfig()).fake_probability
+    assert verdict(faces, VerdictConfig(threshold=probability)).label == "fake"
+    assert verdict(faces, VerdictConfig(threshold=min(1.0, probability + 1e-6))).label == "real"
+    face_max = verdict(faces, VerdictConfig(aggregation="face_max"))
+    assert isinstance(face_max, VideoVerdict) and face_max.config.aggregation == "face_max"
 
 
 def test_batching_does_not_change_probabilities(one_face_video, network, settings, detector):
-    verdict = analyze_video(one_face_video.path, network, settings, PipelineConfig(), detector)
-    crops = verdict.faces.face_crops
+    crops = [
+        face.crop for face in analyze(one_face_video.path, network, settings, detector).faces.faces
+    ]
     one_by_one = classify_crops(network, settings, crops, batch_size=1)
     all_at_once = classify_crops(network, settings, crops, batch_size=len(crops))
     np.testing.assert_allclose(one_by_one, all_at_once, atol=1e-5)
 
 
-def test_probability_count_must_match_faces(one_face_video, network, settings, detector):
-    verdict = analyze_video(one_face_video.path, network, settings, PipelineConfig(), detector)
-    with pytest.raises(ValueError, match="probabilities for"):
-        verdict_from_probabilities(verdict.faces, np.zeros(2, np.float32), PipelineConfig())
+def test_an_unscored_face_cannot_make_a_verdict(one_face_video, network, settings, detector):
+    faces = analyze(one_face_video.path, network, settings, detector).faces
+    faces.frames[0].faces[0].fake_probability = None
+    with pytest.raises(ValueError, match="every face must be scored"):
+        verdict(faces, VerdictConfig())
 
 
-def test_pipeline_config_rejects_nonsense():
+def test_the_verdict_config_rejects_nonsense():
     with pytest.raises(ValueError, match="aggregation"):
-        PipelineConfig(aggregation="vote")
+        VerdictConfig(aggregation="vote")
     with pytest.raises(ValueError, match="threshold"):
-        PipelineConfig(threshold=1.5)
+        VerdictConfig(threshold=1.5)
 
 
-STRAIGHTFORWARD = PipelineConfig(skip_unsampled_frames=False, overlap_stages=False)
+STRAIGHTFORWARD = {"skip_unsampled_frames": False, "overlap_stages": False}
 
 
+@pytest.mark.integration  # ~15 s
 def test_skipping_and_overlapping_give_the_straightforward_result(
     sample_videos, network, settings, detector
 ):
     names = ["a_fs_wolfgang_c1__grace_hopper.mp4", "a_still_multi_face.mp4"]
     for video in (v for v in sample_videos if v.name in names):
-        expected, expected_p = score_video(video.path, network, settings, STRAIGHTFORWARD, detector)
-        for config in (
-            PipelineConfig(),
-            dataclasses.replace(STRAIGHTFORWARD, overlap_stages=True),
-            dataclasses.replace(STRAIGHTFORWARD, skip_unsampled_frames=True),
+        expected = analyze(video.path, network, settings, detector, **STRAIGHTFORWARD).faces
+        for engine in (
+            {},
+            {**STRAIGHTFORWARD, "overlap_stages": True},
+            {**STRAIGHTFORWARD, "skip_unsampled_frames": True},
         ):
-            faces, probabilities = score_video(video.path, network, settings, config, detector)
+            faces = analyze(video.path, network, settings, detector, **engine).faces
             assert faces.info == expected.info
             assert [(f.frame_index, f.timestamp_s) for f in faces.frames] == [
                 (f.frame_index, f.timestamp_s) for f in expected.frames
             ]
-            boxes = [[face.crop_box for face in f.faces] for f in faces.frames]
-            assert boxes == [[face.crop_box for face in f.faces] for f in expected.frames]
+            assert [f.crop_box for f in faces.faces] == [f.crop_box for f in expected.faces]
             # Same crops in the same micro-batches: the same numbers, not merely close ones.
-            np.testing.assert_array_equal(probabilities, expected_p)
+            assert [f.fake_probability for f in faces.faces] == [
+                f.fake_probability for f in expected.faces
+            ]
             assert set(faces.timing_ms) == {"decode", "detect", "classify", "total"}
 
 
@@ -130,7 +150,7 @@ def test_an_error_while_decoding_ahead_reaches_the_caller(network, settings, det
     truncated = data[: int(len(data) * 0.6)]
     before = threading.active_count()
     with pytest.raises(VideoInputError, match="truncated"):
-        score_video(truncated, network, settings, PipelineConfig(), detector)
+        analyze(truncated, network, settings, detector)
     assert _threads_settle(before), "the decoding thread outlived the request"
 
 
@@ -140,7 +160,6 @@ def test_a_failing_classifier_stops_the_decoding_thread(one_face_video, settings
             raise RuntimeError("engine failed")
 
     before = threading.active_count()
-    config = PipelineConfig(batch_size=1)
     with pytest.raises(RuntimeError, match="engine failed"):
-        score_video(one_face_video.path, Broken(), settings, config, detector)
+        score_video(one_face_video.path, Broken(), settings, SamplingConfig(), detector, 1)
     assert _threads_settle(before), "the decoding thread outlived the request"

@@ -10,15 +10,18 @@ import pytest
 import torch
 from torch import nn
 
-from model.faces import make_detector
+from model.aggregation import VerdictConfig
+from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, load_checkpoint, load_settings
-from model.pipeline import PipelineConfig, classify_crops, extract_faces, verdict_from_probabilities
+from model.pipeline import classify_crops, extract_faces, verdict
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
 from model.video import SamplingConfig
-from tests.torchserve_harness import random_checkpoint
+from support.torchserve import random_checkpoint
 from training.data_dir import load_split
 from training.dataset import FaceCrops, split_items
 from training.quantize import QuantizeConfig, build_int8, main, quantize
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +58,18 @@ def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoin
     int8 = prepare_classifier(
         network, settings, InferencePath("openvino-int8"), 2, folder / INT8_MODEL_NAME
     )
-    config = PipelineConfig(sampling=SamplingConfig(num_frames=8))
-    detector = make_detector(config.detector)
+    detector = make_detector(DetectorConfig())
     compared = 0
     for video in sample_videos:
-        faces = extract_faces(video.path, config.sampling, detector, settings)
-        verdicts = [
-            verdict_from_probabilities(
-                faces, classify_crops(engine, settings, faces.face_crops, 4), config
-            )
-            for engine in (fp32, int8)
-        ]
+        faces = extract_faces(video.path, SamplingConfig(num_frames=8), detector, settings)
+        verdicts = []
+        for engine in (fp32, int8):
+            crops = [face.crop for face in faces.faces]
+            for face, p in zip(
+                faces.faces, classify_crops(engine, settings, crops, 4), strict=True
+            ):
+                face.fake_probability = float(p)
+            verdicts.append(verdict(faces, VerdictConfig()))
         assert verdicts[0].label == verdicts[1].label, video.name
         if verdicts[0].fake_probability is not None:
             shift = abs(verdicts[0].fake_probability - verdicts[1].fake_probability)

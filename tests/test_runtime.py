@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from model.cpu import cpu_flags, has_native_bf16, limit_library_threads
-from model.faces import make_detector
+from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
-from model.pipeline import PipelineConfig, classify_crops, extract_faces
+from model.pipeline import classify_crops, extract_faces
 from model.runtime import (
     BASELINE_PATH,
     InferencePath,
@@ -31,11 +31,11 @@ def network_and_crops(one_face_video):
     faces = extract_faces(
         one_face_video.path,
         SamplingConfig(num_frames=4),
-        make_detector(PipelineConfig().detector),
+        make_detector(DetectorConfig()),
         settings,
     )
     assert faces.face_count >= 3
-    return network, settings, faces.face_crops
+    return network, settings, [face.crop for face in faces.faces]
 
 
 def names(paths: tuple[InferencePath, ...]) -> list[str]:

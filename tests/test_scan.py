@@ -1,10 +1,10 @@
-"""`python -m model.scan`: one line per video, errors reported and the run continues."""
+"""`python -m tools.scan`: one line per video, errors reported and the run continues."""
 
 from __future__ import annotations
 
-from model.scan import main
-from model.video import find_videos
-from tests.video_factory import blank_frames, encode_video
+from protocol.wire import find_videos
+from support.video_factory import blank_frames, encode_video
+from tools.scan import main
 
 
 def _folder_with_a_blank_and_a_broken_video(tmp_path):

@@ -50,8 +50,8 @@ def test_same_tensors_from_a_path_and_from_its_bytes(one_face_video):
     from_bytes = extract_faces(one_face_video.path.read_bytes(), sampling, detector, settings)
     assert from_path.face_count == from_bytes.face_count > 0
     torch.testing.assert_close(
-        crops_to_batch(from_path.face_crops, settings),
-        crops_to_batch(from_bytes.face_crops, settings),
+        crops_to_batch([f.crop for f in from_path.faces], settings),
+        crops_to_batch([f.crop for f in from_bytes.faces], settings),
         rtol=0,
         atol=0,
     )

@@ -9,6 +9,8 @@ import torch
 from model.network import load_checkpoint
 from training.train import main
 
+pytestmark = pytest.mark.integration
+
 SHORT_RUN = ["--input-size", "96", "--batch-size", "4", "--max-steps-per-epoch", "2"]
 
 

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from handler.archive import build_archive
-from handler.client import ServerAddress
-from model.network import ModelSettings
-from tests.torchserve_harness import REPO_ROOT, free_ports, random_checkpoint, serving
+from client.api import ServerAddress
+from support.torchserve import REPO_ROOT, free_ports
 from tests.ui_driver import (
     ANSWER_TIMEOUT_MS,
     analyse,
@@ -26,24 +24,20 @@ from tests.ui_driver import (
 )
 from ui import present
 
-pytestmark = pytest.mark.serving
+pytestmark = [pytest.mark.serving, pytest.mark.browser]
 ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS", REPO_ROOT / "test-artifacts" / "ui"))
 
 
 @pytest.fixture(scope="module")
-def page_and_server(tmp_path_factory, sample_videos):
-    store = tmp_path_factory.mktemp("model_store")
-    settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
-    checkpoint = random_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", settings)
-    build_archive(checkpoint, store)
+def page_and_server(server, tmp_path_factory, sample_videos):
+    """The page in front of the shared TorchServe, in a real Chromium."""
     work = tmp_path_factory.mktemp("ui")
-    with serving(work / "torchserve", store) as server:
-        [port] = free_ports(1)
-        samples = sample_videos[0].path.parent.parent
-        app = running_app(port, server.client.address, work / "ui.log", samples)
-        with app as url, browser() as chromium:
-            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-            yield page, url, server
+    [port] = free_ports(1)
+    samples = sample_videos[0].path.parent.parent
+    app = running_app(port, server.client.address, work / "ui.log", samples)
+    with app as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        yield page, url, server
 
 
 def test_a_fake_sample_gets_its_verdict_and_face_gallery(page_and_server, sample_videos):

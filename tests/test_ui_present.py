@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from handler.client import ServerError
+from client.api import ServerError
 from model.report import encode_image_base64
 from ui import present
 from ui.app import FRAMES, INTERVAL, SERVER_DEFAULT, UiConfig, failure_message, readable_json

@@ -15,7 +15,7 @@ from model.video import (
     evenly_spaced,
     read_sampled_frames,
 )
-from tests.video_factory import (
+from support.video_factory import (
     blank_frames,
     encode_audio_only,
     encode_image,
@@ -231,7 +231,11 @@ def _assert_same_frames(expected, got, what: str) -> None:
 
 @pytest.mark.parametrize(
     "sampling",
-    [SamplingConfig(), SamplingConfig(num_frames=7), SamplingConfig(interval=3)],
+    [
+        SamplingConfig(),
+        SamplingConfig(num_frames=7),
+        pytest.param(SamplingConfig(interval=3), marks=pytest.mark.integration),  # ~10 s
+    ],
     ids=["every-20th", "7-frames", "every-3rd"],
 )
 def test_skipping_unsampled_frames_gives_the_same_frames(sample_videos, sampling):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from handler.client import ServerAddress
-from tests.torchserve_harness import REPO_ROOT, wait_for_http
+from client.api import ServerAddress
+from support.torchserve import REPO_ROOT, wait_for_http
 
 # Any of these in the banner means the page has answered (a verdict or an error).
 ANSWERED = re.compile(r"Likely manipulated|No sign of face manipulation|No face found|Could not")

@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model.cli import add_pipeline_arguments, pipeline_config
-from model.network import ModelSettings, file_sha256, load_checkpoint
-from model.pipeline import PipelineConfig
-from model.video import find_videos
+from model.config import add_arguments, from_arguments
+from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_checkpoint
+from model.service import DetectorService
+from protocol.wire import find_videos
 from training.data_dir import load_split
 from training.dataset import FAKE, REAL, FaceCrops, split_items
 from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
 from training.scoring import video_probabilities as aggregate_videos
 from training.tracking import start_tracked_run
-from training.train import DEFAULT_CHECKPOINT
 
 
 @dataclass
@@ -45,9 +44,8 @@ class Evaluation:
     unreadable: dict[str, str] = field(default_factory=dict)  # video id -> error
 
 
-def evaluate_folder(
-    folder: Path, network, settings: ModelSettings, config: PipelineConfig
-) -> Evaluation:
+def evaluate_folder(folder: Path, service: DetectorService) -> Evaluation:
+    """Every video of `folder/real` and `folder/fake`, scored as the server scores them."""
     rows: dict[str, list] = {"video_ids": [], "frame_indices": [], "labels": [], "probs": []}
     methods: dict[str, str] = {}
     no_face: dict[str, int] = {}
@@ -55,7 +53,7 @@ def evaluate_folder(
     for label_name, label in (("real", REAL), ("fake", FAKE)):
         label_dir = folder / label_name
         paths = find_videos([label_dir]) if label_dir.is_dir() else []
-        for outcome in analyze_files(paths, network, settings, config):
+        for outcome in analyze_files(paths, service):
             video_id = str(outcome.path.relative_to(folder))
             relative = outcome.path.relative_to(label_dir).parts
             methods[video_id] = relative[0] if len(relative) > 1 else label_name
@@ -65,14 +63,11 @@ def evaluate_folder(
             verdict = outcome.verdict
             if verdict.fake_probability is None:
                 no_face[video_id] = label
-            for frame, probabilities in zip(
-                verdict.faces.frames, verdict.face_probabilities, strict=True
-            ):
-                for probability in probabilities:
-                    rows["video_ids"].append(video_id)
-                    rows["frame_indices"].append(frame.frame_index)
-                    rows["labels"].append(label)
-                    rows["probs"].append(probability)
+            for face in verdict.faces.faces:
+                rows["video_ids"].append(video_id)
+                rows["frame_indices"].append(face.frame_index)
+                rows["labels"].append(label)
+                rows["probs"].append(face.fake_probability)
     scores = CropScores(
         video_ids=rows["video_ids"],
         frame_indices=rows["frame_indices"],
@@ -172,22 +167,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--experiment", default="deepfake-serve-evaluation")
     parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
-    add_pipeline_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
 
-    network, settings = load_checkpoint(args.checkpoint)
-    config = pipeline_config(args)
+    config = from_arguments(args)
     if args.videos.is_dir():
-        evaluation = evaluate_folder(args.videos, network, settings, config)
+        service = DetectorService.from_checkpoint(args.checkpoint, config)
+        settings = service.settings
+        evaluation = evaluate_folder(args.videos, service)
     else:
+        network, settings = load_checkpoint(args.checkpoint)
         evaluation = evaluate_split(
             args.videos, args.split_name, network, settings, args.batch_size
         )
     if len(evaluation.scores.labels) == 0:
         print("evaluate: no face found in any readable video; nothing to score", file=sys.stderr)
         return 1
-    metrics = all_metrics(evaluation, config.aggregation)
-    write_csv(evaluation, config.aggregation, args.csv)
+    aggregation = config.verdict.aggregation
+    metrics = all_metrics(evaluation, aggregation)
+    write_csv(evaluation, aggregation, args.csv)
     for name, value in sorted(metrics.items()):
         print(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
     for video_id, error in sorted(evaluation.unreadable.items()):
@@ -199,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_version": settings.version,
             "videos": str(args.videos),
             "split_name": args.split_name if not args.videos.is_dir() else "",
-            "aggregation": config.aggregation,
+            "aggregation": aggregation,
             "interval": config.sampling.interval,
         }
         with start_tracked_run(args.experiment, None, params) as run:

@@ -23,11 +23,13 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from model.config import add_arguments, from_arguments
 from model.errors import DeepfakeServeError
 from model.faces import DetectorConfig, FaceDetector, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
-from model.video import SamplingConfig, find_videos
+from model.video import SamplingConfig
+from protocol.wire import find_videos
 from training.landmarks import LandmarkPredictor, box_in_crop
 
 LABELS = ("real", "fake")
@@ -38,8 +40,9 @@ FACES_FILE = "faces.json"
 class ExtractionConfig:
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
-    crop_size: int = 299
-    crop_scale: float = 1.3
+    # The checkpoint format's defaults: crops cut as the network will see them.
+    crop_size: int = ModelSettings.input_size
+    crop_scale: float = ModelSettings.face_crop_scale
     landmarks: bool = True
 
 
@@ -110,12 +113,7 @@ def _extract(
         for number, face in enumerate(frame.faces):
             file_name = f"{frame.frame_index:06d}_{number}.png"
             cv2.imwrite(str(partial / file_name), cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
-            entry = {
-                "file": file_name,
-                "box": face.box.as_list(),
-                "crop_box": face.crop_box.as_list(),
-                "score": face.detector_score,
-            }
+            entry = {"file": file_name, **face.as_json()}
             if landmark_predictor is not None:
                 box = box_in_crop(face.box, face.crop_box, config.crop_size)
                 entry["landmarks"] = landmark_predictor.predict(face.crop, box).tolist()
@@ -175,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos"))
     parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
-    parser.add_argument("--interval", type=int, default=20, help="every N-th frame")
-    parser.add_argument("--num-frames", type=int, help="N evenly spaced frames instead")
-    parser.add_argument("--max-frames", type=int, default=64, help="cap on frames per video")
-    parser.add_argument("--crop-size", type=int, default=299, help="saved crop side in px")
+    add_arguments(parser, sections=("sampling",))
+    parser.add_argument(
+        "--crop-size", type=int, default=ExtractionConfig.crop_size, help="saved crop side in px"
+    )
     parser.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
     parser.add_argument("--no-landmarks", action="store_true", help="skip 68-point landmarks")
     args = parser.parse_args(argv)
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extract_faces: no videos in {args.video_dir}/real or /fake", file=sys.stderr)
         return 1
     config = ExtractionConfig(
-        sampling=SamplingConfig(args.interval, args.num_frames, args.max_frames),
+        sampling=from_arguments(args, sections=("sampling",)).sampling,
         crop_size=args.crop_size,
         landmarks=not args.no_landmarks,
     )

@@ -15,11 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.cli import add_pipeline_arguments, pipeline_config
-from model.network import load_checkpoint
-from model.report import result_line
+from model.config import add_arguments, from_arguments
+from model.network import DEFAULT_CHECKPOINT
+from model.service import DetectorService
+from protocol.wire import result_line
 from training.scoring import VideoOutcome, analyze_files
-from training.train import DEFAULT_CHECKPOINT
 
 
 def outcome_line(outcome: VideoOutcome, video_dir: Path) -> str:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos/infer"))
     parser.add_argument("--output", type=Path, default=Path("results.txt"))
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    add_pipeline_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
 
     paths = sorted(
@@ -45,11 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"infer: no files in {args.video_dir}", file=sys.stderr)
         return 1
-    network, settings = load_checkpoint(args.checkpoint)
-    config = pipeline_config(args)
+    service = DetectorService.from_checkpoint(args.checkpoint, from_arguments(args))
     errors = 0
     with open(args.output, "w") as results:
-        for outcome in analyze_files(paths, network, settings, config):
+        for outcome in analyze_files(paths, service):
             results.write(outcome_line(outcome, args.video_dir) + "\n")
             errors += outcome.error is not None
     print(f"infer: wrote {len(paths)} lines to {args.output} ({errors} unreadable)")

@@ -7,7 +7,7 @@ NNCF calibrates the OpenVINO model on face crops of the split's training videos 
 layers whose int8 error moves those videos most back to fp32 (accuracy control). The int8
 model is accepted only if, on the validation videos, its video AUC stays within
 `max_auc_drop` of the fp32 network's and no video's fake probability moves more than
-`max_probability_shift`; `handler.archive` ships it only then.
+`max_probability_shift`; `deploy.archive` ships it only then.
 """
 
 from __future__ import annotations

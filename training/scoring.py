@@ -16,9 +16,9 @@ from tqdm import tqdm
 from model.aggregation import aggregate
 from model.cpu import autocast
 from model.errors import VideoInputError
-from model.faces import make_detector
-from model.network import ModelSettings, fake_probabilities_from_logits
-from model.pipeline import PipelineConfig, VideoVerdict, analyze_video
+from model.network import fake_probabilities_from_logits
+from model.pipeline import VideoVerdict
+from model.service import DetectorService
 from training.dataset import Collate, FaceCrops
 from training.distributed import CPU
 from training.metrics import NO_FACE_SCORE, binary_metrics
@@ -119,18 +119,13 @@ class VideoOutcome:
 
 
 def analyze_files(
-    paths: list[Path],
-    network: nn.Module,
-    settings: ModelSettings,
-    config: PipelineConfig,
-    progress: bool = True,
+    paths: list[Path], service: DetectorService, progress: bool = True
 ) -> Iterator[VideoOutcome]:
     """Verdict per video file, in order; an unreadable file yields its error and the run goes on."""
-    detector = make_detector(config.detector)
     for path in tqdm(paths, desc="videos", unit="video", disable=not progress):
         try:
-            verdict = analyze_video(path, network, settings, config, detector)
+            analysis = service.analyze(path)
         except VideoInputError as error:
             yield VideoOutcome(path, None, str(error))
             continue
-        yield VideoOutcome(path, verdict, None)
+        yield VideoOutcome(path, analysis.verdict, None)

@@ -37,7 +37,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.cpu import autocast, cpu_model, resolve_precision
-from model.network import ModelSettings, build_model, load_checkpoint, save_checkpoint
+from model.network import (
+    DEFAULT_CHECKPOINT,
+    ModelSettings,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.augment import AugmentConfig
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
@@ -48,8 +54,7 @@ from training.scoring import CropScores, evaluation_metrics, score_crops, video_
 from training.tracking import log_checkpoint_and_register, start_tracked_run
 
 LAST_STATE = "last_state.pt"
-BEST_WEIGHTS = "best.pt"
-DEFAULT_CHECKPOINT = Path("checkpoints") / BEST_WEIGHTS  # what `make archive` packs
+BEST_WEIGHTS = DEFAULT_CHECKPOINT.name
 CHECKPOINT_SELECTIONS = ("best", "last")
 # pretrainedmodels' Xception, input to output (its ReLUs hold no weights).
 XCEPTION_MODULES = (

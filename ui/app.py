@@ -27,30 +27,27 @@ import gradio as gr
 import pandas as pd
 import requests
 
-from handler.client import DeepfakeClient, ServerAddress, ServerError
-from handler.healthcheck import DEFAULT_MANAGEMENT_URL
-from handler.ts_config import read_properties
-from model.aggregation import AGGREGATIONS
-from model.video import VIDEO_SUFFIXES
+from client.api import DeepfakeClient, ServerAddress, ServerError
+from deploy.ts_config import read_properties
+from protocol.wire import AGGREGATIONS, HOST, INFERENCE_URL, KEY_FILE, MANAGEMENT_URL, find_videos
 from ui import present
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SAMPLES = REPO.parent / "shared" / "data" / "videos"
 SERVER_DEFAULT = "server default"
 FRAMES, INTERVAL = "N frames spread over the video", "every N-th frame"
-EXPLAINED_FACES = 3
+GALLERY_COLUMNS = 3
 BASE64_FIELDS = ("crop_jpeg", "crop_png", "heatmap_png", "overlay_png")
 
 
 @dataclass(frozen=True)
 class UiConfig:
-    host: str = "127.0.0.1"
+    host: str = HOST
     port: int = 7860
-    inference_url: str = "http://127.0.0.1:8080"
-    management_url: str = DEFAULT_MANAGEMENT_URL
-    key_file: Path | None = Path("key_file.json")  # None: the server has token auth off
+    inference_url: str = INFERENCE_URL
+    management_url: str = MANAGEMENT_URL
+    key_file: Path | None = Path(KEY_FILE)  # None: the server has token auth off
     ts_config: Path = REPO / "config.properties"  # its max_request_size caps uploads here
-    samples: Path | None = DEFAULT_SAMPLES
+    samples: Path | None = None  # a folder of videos offered as examples (`make ui` passes one)
     timeout_s: float = 600.0
 
     def client(self) -> DeepfakeClient:
@@ -69,10 +66,7 @@ class UiConfig:
     def sample_videos(self) -> list[str]:
         if self.samples is None or not self.samples.is_dir():
             return []
-        found = sorted(
-            path for path in self.samples.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES
-        )
-        return [str(path) for path in found]
+        return [str(path) for path in find_videos([self.samples])]
 
 
 def request_options(mode: str, amount: float | None, aggregation: str) -> dict[str, Any]:
@@ -147,11 +141,7 @@ def analyse_one(config: UiConfig) -> Callable:
         if not path:
             return _not_analysed("Choose a video first.")
         progress(0.05, desc="Uploading and analysing (a 10 s clip takes a few seconds)")
-        options = {
-            **request_options(mode, amount, aggregation),
-            "crops": "true",
-            "explain_faces": EXPLAINED_FACES,
-        }
+        options = {**request_options(mode, amount, aggregation), "crops": "true"}
         try:
             report = config.client().explain(Path(path), options)
         except Exception as error:  # failure_message re-raises what it cannot word
@@ -194,11 +184,11 @@ def option_controls() -> tuple[gr.Radio, gr.Number, gr.Dropdown]:
             [SERVER_DEFAULT, FRAMES, INTERVAL],
             value=SERVER_DEFAULT,
             label="Which frames to analyse",
-            info="The server's default is every 20th frame, at most 64 frames.",
+            info="The server's default is its model config's sampling (docs/configuration.md).",
         )
         amount = gr.Number(value=16, precision=0, minimum=1, label="N")
         aggregation = gr.Dropdown(
-            [SERVER_DEFAULT, *sorted(AGGREGATIONS)],
+            [SERVER_DEFAULT, *AGGREGATIONS],
             value=SERVER_DEFAULT,
             label="How face scores become one verdict",
             info="mean: average of all faces; confident: the surest faces count more; "
@@ -253,9 +243,9 @@ def build_app(config: UiConfig) -> gr.Blocks:
                         elem_id="timeline",
                     )
                     overlays = gr.Gallery(
-                        label=f"Why: where the model saw evidence of a fake in the "
-                        f"{EXPLAINED_FACES} most suspicious faces (Grad-CAM; red = strongest)",
-                        columns=EXPLAINED_FACES,
+                        label="Why: where the model saw evidence of a fake in the most "
+                        "suspicious faces (Grad-CAM; red = strongest)",
+                        columns=GALLERY_COLUMNS,
                         height=320,
                         elem_id="explanations",
                     )

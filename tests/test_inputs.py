@@ -1,66 +1,64 @@
-"""The server's config block and the per-request options, without a server."""
+"""What a request sent, read and checked against the server's bounds, without a server."""
 
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
-import yaml
 
-from benchmarks.bench import BASELINE_SETTINGS, variant_config
-from handler.client import option_headers
-from handler.options import (
-    RequestError,
-    ServingConfig,
-    kserve_v1_instance,
-    request_options,
-    video_bytes,
-)
-from model.pipeline import PipelineConfig
+from handler.inputs import RequestError, analysis_request, kserve_v1_instance, video_bytes
+from model.config import ServiceConfig, load_config
+from protocol.wire import option_headers
 
-MODEL_CONFIG = Path(__file__).resolve().parents[1] / "handler" / "model-config.yaml"
-
-
-def test_the_shipped_model_config_matches_the_pipeline_defaults():
-    config = ServingConfig.from_yaml(yaml.safe_load(MODEL_CONFIG.read_text()))
-    assert config.pipeline == PipelineConfig()
-    assert config.inference_path == "auto" and config.torch_threads is None
-    assert config.return_large_buffers_to_os
-
-
-def test_the_benchmark_baseline_is_a_valid_config_without_the_workers_tuning():
-    config = ServingConfig.from_yaml(variant_config(BASELINE_SETTINGS))
-    assert config.inference_path == "torch-fp32" and not config.pipeline.overlap_stages
-    assert not config.return_large_buffers_to_os
-
-
-def test_a_typo_in_the_model_config_is_refused():
-    with pytest.raises(ValueError, match=r"\['intervall'\]"):
-        ServingConfig.from_yaml({"deepfake": {"intervall": 10}})
-    with pytest.raises(ValueError, match="inference path must be auto"):
-        ServingConfig.from_yaml({"deepfake": {"inference_path": "openvino-int4"}})
+CONFIG = ServiceConfig()
 
 
 def test_client_option_headers_are_read_back_by_the_server():
     headers = option_headers({"frames": 8, "aggregation": "face_max", "explain_faces": 2})
     assert headers["X-Deepfake-Explain-Faces"] == "2"
-    options = request_options({}, headers, ServingConfig())
-    assert options.pipeline.sampling.num_frames == 8
-    assert options.pipeline.aggregation == "face_max"
-    assert options.explain_faces == 2
+    request = analysis_request({}, headers, CONFIG, explain=True)
+    assert request.config.sampling.num_frames == 8
+    assert request.config.verdict.aggregation == "face_max"
+    assert request.explain_faces == 2
+
+
+def test_a_client_cannot_send_an_option_the_protocol_does_not_know():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['frame'\]"):
+        option_headers({"frame": 8})
+
+
+def test_explanations_only_on_the_explanations_route_and_by_default_the_configured_count():
+    assert analysis_request({}, {}, CONFIG, explain=False).explain_faces == 0
+    assert analysis_request({}, {}, CONFIG, explain=True).explain_faces == 3
 
 
 def test_a_multipart_field_wins_over_a_header():
-    options = request_options({"interval": b"5"}, {"X-Deepfake-Interval": "50"}, ServingConfig())
-    assert options.pipeline.sampling.interval == 5
+    request = analysis_request({"interval": b"5"}, {"X-Deepfake-Interval": "50"}, CONFIG, False)
+    assert request.config.sampling.interval == 5
 
 
-def test_limits_come_from_the_server_config():
-    config = ServingConfig.from_yaml({"deepfake": {"max_frames": 16}})
-    assert request_options({}, {"x-deepfake-frames": "16"}, config).pipeline.sampling.num_frames
+def test_bounds_come_from_the_server_config():
+    config = load_config({"deepfake": {"sampling": {"max_frames": 16}}})
+    request = analysis_request({}, {"x-deepfake-frames": "16"}, config, explain=False)
+    assert request.config.sampling.num_frames == 16
     with pytest.raises(RequestError, match=r"frames must lie in 1\.\.16") as raised:
-        request_options({}, {"x-deepfake-frames": "17"}, config)
+        analysis_request({}, {"x-deepfake-frames": "17"}, config, explain=False)
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"frames": "8", "interval": "2"}, "frames or interval, not both"),
+        ({"aggregation": "vote"}, "is not one of"),
+        ({"crops": "maybe"}, "crops must be true or false"),
+        ({"interval": "x"}, "whole number"),
+        ({"colour": "red"}, r"unknown option\(s\) \['colour'\]"),
+    ],
+)
+def test_bad_options_are_refused_with_a_message_naming_them(options, message):
+    with pytest.raises(RequestError, match=message) as raised:
+        analysis_request(options, {}, CONFIG, explain=False)
     assert raised.value.status == 400
 
 
@@ -114,8 +112,8 @@ def test_a_v1_instance_carries_the_video_as_base64_and_its_options():
     wrapped = "\n".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))  # base64 -w76
     instance = kserve_v1_instance(v1_row({"data": wrapped, "frames": 8, "crops": True}))
     assert instance == {"data": b"\x00video bytes\xff", "frames": 8, "crops": True}
-    options = request_options(instance, {}, ServingConfig())
-    assert options.pipeline.sampling.num_frames == 8 and options.include_crops
+    request = analysis_request(instance, {}, CONFIG, explain=False)
+    assert request.config.sampling.num_frames == 8 and request.include_crops
 
 
 def test_rows_that_are_not_v1_bodies_are_left_to_the_other_readers():

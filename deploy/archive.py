@@ -1,11 +1,12 @@
 """Pack a checkpoint, the model/ code, the handler and its config into a TorchServe .mar.
 
-    python -m handler.archive --checkpoint checkpoints/best.pt [--model-store model_store]
-    python -m handler.archive --checkpoint models:/deepfake/3   # a registered MLflow version
+    python -m deploy.archive --checkpoint checkpoints/best.pt [--model-store model_store]
+    python -m deploy.archive --checkpoint models:/deepfake/3   # a registered MLflow version
 
 The archive holds `checkpoint.pt` + `checkpoint.json` (the checkpoint format of
-model/network.py), `archive.json` (the weights' sha256, the settings, the git commit), the
-`model` and `handler` packages and `model-config.yaml`. Its version is the checkpoint's
+model/network.py), `archive.json` (the weights' sha256, the settings, the git commit), what a
+worker imports (the `protocol`, `model` and `handler` packages; nothing a client, a tool or
+training needs) and `model-config.yaml`. Its version is the checkpoint's
 settings version. `<name>.mar.sha256` is written beside it (`sha256sum -c` format).
 A registered version is downloaded from the registry at MLFLOW_TRACKING_URI and packed only if
 its sha256 is the one registered, so what was evaluated is what gets served.
@@ -14,7 +15,6 @@ its sha256 is the one registered, so what was evaluated is what gets served.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -27,23 +27,23 @@ from pathlib import Path
 
 import yaml
 
-from handler.options import ServingConfig
+from model.config import load_config
 from model.errors import CheckpointError
 from model.network import file_sha256, load_checkpoint, settings_path
 from model.runtime import INT8_MODEL_NAME
+from protocol.wire import ARCHIVE_INFO, MODEL_NAME, write_archive_info
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "deepfake_handler.py"
 DEFAULT_CONFIG = REPO / "handler" / "model-config.yaml"
-PACKAGES = ("model", "handler")  # imported by the handler inside the worker
+PACKAGES = ("protocol", "model", "handler")  # what the worker imports, and nothing else
 WEIGHTS_NAME = "checkpoint.pt"
-ARCHIVE_INFO = "archive.json"  # read by the handler at start
 
 
 def build_archive(
     checkpoint: Path,
     model_store: Path,
-    name: str = "deepfake",
+    name: str = MODEL_NAME,
     config_file: Path = DEFAULT_CONFIG,
     file_name: str | None = None,
     int8_split: Path | None = None,
@@ -55,7 +55,7 @@ def build_archive(
     it goes in too, when the check accepts it (`training.quantize`). `registered` (the registry
     version it came from) is recorded in archive.json."""
     _, settings = load_checkpoint(checkpoint)  # refuse a checkpoint the handler could not load
-    ServingConfig.from_yaml(yaml.safe_load(config_file.read_text()))  # and a bad config
+    load_config(yaml.safe_load(config_file.read_text()))  # and a bad config
     model_store.mkdir(parents=True, exist_ok=True)
     # Staged inside the store so the final rename stays on one file system (atomic).
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=model_store) as staging_dir:
@@ -79,7 +79,7 @@ def build_archive(
         if int8_split is not None:
             info["int8"], int8_files = _int8_model(checkpoint, int8_split, staging / "int8")
             extra.extend(int8_files)
-        (staging / ARCHIVE_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        write_archive_info(staging, info)
         code = staging / "code"  # the archiver copies a folder's contents to the archive root
         for package in PACKAGES:
             (code / package).mkdir(parents=True)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "from the MLflow registry at MLFLOW_TRACKING_URI",
     )
     parser.add_argument("--model-store", type=Path, default=Path("model_store"))
-    parser.add_argument("--name", default="deepfake")
+    parser.add_argument("--name", default=MODEL_NAME)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument(
         "--file-name", help="archive file name without .mar (default: --name), e.g. deepfake-v2"

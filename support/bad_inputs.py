@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tests.video_factory import (
+from support.video_factory import (
     blank_frames,
     encode_audio_only,
     encode_image,
@@ -18,7 +18,14 @@ from tests.video_factory import (
     grace_hopper_rgb,
 )
 
-CORPUS_MAX_REQUEST_BYTES = 8_000_000  # the corpus server's max_request_size
+CORPUS_MAX_REQUEST_BYTES = 40_000_000  # max_request_size of the tests' shared server
+# Credentials an operator's shell may hold; config.properties' blacklist_env_vars must keep
+# them out of the workers, and nothing may echo them.
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "corpus-aws-secret-5f1c",
+    "MLFLOW_TRACKING_TOKEN": "corpus-mlflow-token-9a2e",
+    "MLFLOW_TRACKING_PASSWORD": "corpus-mlflow-password-77b0",
+}
 
 
 @dataclass(frozen=True)

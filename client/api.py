@@ -1,17 +1,13 @@
-"""Talk to a running deepfake-serve TorchServe: score videos, print verdicts, draw contact sheets.
-
-    python -m handler.client VIDEO_OR_FOLDER... [--sheet sheet.png] [--output results.txt]
-    python -m handler.client --wait          # block until the model has a READY worker
+"""A Python client of a running deepfake-serve TorchServe: inference, management, metrics.
 
 Reads the keys TorchServe wrote to `key_file.json` (token authorization) and, when the server
-says the inference key expired, renews it with the API key and retries once.
+says the inference key expired, renews it with the API key and retries once. The command line
+is `python -m client` (client/__main__.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,14 +16,15 @@ from typing import Any
 
 import requests
 
-from handler.healthcheck import DEFAULT_MANAGEMENT_URL, MODEL_NAME, count_ready, read_keys
-from handler.options import OPTION_HEADER_PREFIX
-from handler.sheet import write_contact_sheet
-from model.report import result_line
-from model.video import VIDEO_SUFFIXES
-
-DEFAULT_INFERENCE_URL = "http://127.0.0.1:8080"
-DEFAULT_METRICS_URL = "http://127.0.0.1:8082"
+from client.healthcheck import count_ready, read_keys
+from protocol.wire import (
+    INFERENCE_URL,
+    KEY_FILE,
+    MANAGEMENT_URL,
+    METRICS_URL,
+    MODEL_NAME,
+    option_headers,
+)
 
 
 class ServerError(Exception):
@@ -42,10 +39,10 @@ class ServerError(Exception):
 
 @dataclass(frozen=True)
 class ServerAddress:
-    inference_url: str = DEFAULT_INFERENCE_URL
-    management_url: str = DEFAULT_MANAGEMENT_URL
-    metrics_url: str = DEFAULT_METRICS_URL
-    key_file: Path | None = Path("key_file.json")  # None: token authorization is off
+    inference_url: str = INFERENCE_URL
+    management_url: str = MANAGEMENT_URL
+    metrics_url: str = METRICS_URL
+    key_file: Path | None = Path(KEY_FILE)  # None: token authorization is off
     model: str = MODEL_NAME
 
 
@@ -61,7 +58,7 @@ class DeepfakeClient:
     def predict(
         self, video: Path | bytes, options: Mapping[str, Any] | None = None, multipart: bool = False
     ) -> dict[str, Any]:
-        """The verdict report for one video (schema in README "Response schema")."""
+        """The verdict report for one video (schema in docs/api.md)."""
         return self._post_video("predictions", video, options, multipart)
 
     def explain(self, video: Path | bytes, options: Mapping[str, Any] | None = None) -> dict:
@@ -122,7 +119,7 @@ class DeepfakeClient:
         """Ask TorchServe for a new `kind` key (it rewrites key_file.json) and use it."""
         url = f"{self.address.management_url}/token"
         response = self.session.post(
-            url, params={"type": kind}, headers=self._auth("API"), timeout=30
+            url, params={"type": kind}, headers=self.auth_headers("API"), timeout=30
         )
         if response.status_code != 200:
             raise ServerError(response.status_code, _body(response), url)
@@ -142,7 +139,7 @@ class DeepfakeClient:
             response = self.session.request(
                 method,
                 url,
-                headers={**(headers or {}), **self._auth(key_kind)},
+                headers={**(headers or {}), **self.auth_headers(key_kind)},
                 timeout=self.timeout_s,
                 **kwargs,
             )
@@ -155,20 +152,14 @@ class DeepfakeClient:
             raise ServerError(response.status_code, body, url)
         return body
 
-    def _auth(self, kind: str) -> dict[str, str]:
+    def auth_headers(self, kind: str) -> dict[str, str]:
+        """The Authorization header for `kind` ("inference", "management", "API"); none when
+        token authorization is off."""
         if self.address.key_file is None:
             return {}
         if self._keys is None:
             self._keys = read_keys(self.address.key_file)
         return {"Authorization": f"Bearer {self._keys[kind]}"}
-
-
-def option_headers(options: Mapping[str, Any]) -> dict[str, str]:
-    """{"frames": 8} -> {"X-Deepfake-Frames": "8"}: how options travel (handler/options.py)."""
-    return {
-        OPTION_HEADER_PREFIX.title() + name.replace("_", "-").title(): str(value)
-        for name, value in options.items()
-    }
 
 
 def _key_rejected(response: requests.Response) -> bool:
@@ -181,93 +172,3 @@ def _body(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
-
-
-def video_paths(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders walked for files with a video suffix, sorted."""
-    paths = []
-    for path in inputs:
-        if path.is_dir():
-            paths += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-            )
-        else:
-            paths.append(path)
-    return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("videos", nargs="*", type=Path, help="video files or folders")
-    parser.add_argument("--inference-url", default=DEFAULT_INFERENCE_URL)
-    parser.add_argument("--management-url", default=DEFAULT_MANAGEMENT_URL)
-    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
-    parser.add_argument("--no-auth", action="store_true", help="token authorization is off")
-    parser.add_argument("--model", default=MODEL_NAME)
-    parser.add_argument("--wait", action="store_true", help="first wait for a READY worker")
-    parser.add_argument("--wait-timeout", type=float, default=300.0)
-    parser.add_argument("--frames", type=int, help="analyse N evenly spaced frames")
-    parser.add_argument("--interval", type=int, help="analyse every N-th frame")
-    parser.add_argument("--aggregation", help="mean, confident or face_max")
-    parser.add_argument("--output", type=Path, help="also write results.txt-style lines here")
-    parser.add_argument("--json", type=Path, help="write every full response to this file")
-    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the faces")
-    args = parser.parse_args(argv)
-
-    address = ServerAddress(
-        inference_url=args.inference_url,
-        management_url=args.management_url,
-        key_file=None if args.no_auth else args.key_file,
-        model=args.model,
-    )
-    client = DeepfakeClient(address)
-    if args.wait:
-        try:
-            client.wait_ready(args.wait_timeout)
-        except TimeoutError as error:
-            print(f"client: {error}", file=sys.stderr)
-            return 1
-        print(f"client: {args.model} is ready at {args.inference_url}")
-    paths = video_paths(args.videos)
-    if not paths:
-        return 0 if args.wait else _usage_error(parser)
-    options = {
-        name: value
-        for name, value in (
-            ("frames", args.frames),
-            ("interval", args.interval),
-            ("aggregation", args.aggregation),
-            ("crops", "true" if args.sheet else None),
-        )
-        if value is not None
-    }
-    reports, lines, failures = {}, [], 0
-    for path in paths:
-        try:
-            report = client.predict(path, options)
-        except ServerError as error:
-            lines.append(result_line(str(path), None, None, str(error)))
-            failures += 1
-        else:
-            reports[str(path)] = report
-            lines.append(result_line(str(path), report["label"], report["fake_probability"]))
-        print(lines[-1], flush=True)
-    if args.output:
-        args.output.write_text("\n".join(lines) + "\n")
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=2) + "\n")
-    if args.sheet and reports:
-        write_contact_sheet(reports, args.sheet)
-        print(f"client: contact sheet {args.sheet}")
-    print(f"client: {len(paths) - failures}/{len(paths)} videos scored")
-    return 1 if failures == len(paths) else 0
-
-
-def _usage_error(parser: argparse.ArgumentParser) -> int:
-    parser.print_usage(sys.stderr)
-    print("client: give video files or folders, or --wait", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Convert a FaceForensics++ released Xception checkpoint into this project's format.
 
-    python -m model.convert_ffpp SRC DST [--version 1.0.0]
+    python -m tools.convert_ffpp SRC DST [--version 1.0.0]
 
 FaceForensics++ publishes whole pickled `TransferModel` objects (`torch.save(model)`), whose
 classes live in their repository (`network.models`, `network.xception`). Loading one needs

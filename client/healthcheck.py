@@ -1,10 +1,10 @@
 """Container health check: exit 0 once the model has a READY worker, 1 otherwise.
 
-    python -m handler.healthcheck [--management-url http://127.0.0.1:8081] [--model deepfake]
+    python -m client.healthcheck [--management-url http://127.0.0.1:8081] [--model deepfake]
 
 `/ping` says Healthy as soon as the frontend listens, before any worker has loaded the model, so
-this asks the management API for the model's workers instead. Standard library only: Docker
-runs it every 30 s, and importing the client (torch via the pipeline) costs ~3 s of CPU.
+this asks the management API for the model's workers instead. Standard library only (Docker
+runs it every 30 s): not even `requests`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8081"
-MODEL_NAME = "deepfake"
+from protocol.wire import KEY_FILE, MANAGEMENT_URL, MODEL_NAME
 
 
 def read_keys(key_file: Path) -> dict[str, str]:
@@ -54,9 +53,9 @@ def count_ready(versions: list[dict[str, Any]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--management-url", default=DEFAULT_MANAGEMENT_URL)
+    parser.add_argument("--management-url", default=MANAGEMENT_URL)
     parser.add_argument("--model", default=MODEL_NAME)
-    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
+    parser.add_argument("--key-file", type=Path, default=Path(KEY_FILE))
     parser.add_argument("--no-auth", action="store_true", help="token authorization is off")
     args = parser.parse_args(argv)
     try:

@@ -20,7 +20,7 @@ import psutil
 import requests
 import torch
 
-from handler.client import DeepfakeClient, ServerAddress
+from client.api import DeepfakeClient, ServerAddress
 from model.network import ModelSettings, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Show what the pipeline finds in local videos, before any model exists.
 
-    python -m model.scan VIDEO_OR_FOLDER... [--interval 20 | --num-frames N]
+    python -m tools.scan VIDEO_OR_FOLDER... [--interval 20 | --num-frames N]
 
 One line per video: frames sampled and faces found, or why the file could not be read. Shows
 whether videos are usable for training or scoring; verdicts come from `training.infer` or the
@@ -13,20 +13,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.cli import add_pipeline_arguments, pipeline_config
+from model.config import add_arguments, from_arguments
 from model.errors import VideoInputError
 from model.faces import make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
-from model.video import find_videos
+from protocol.wire import find_videos
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
-    add_pipeline_arguments(parser)
+    add_arguments(parser, sections=("sampling",))
     args = parser.parse_args(argv)
-    config = pipeline_config(args)
+    config = from_arguments(args, sections=("sampling",))
     detector = make_detector(config.detector)
     settings = ModelSettings()
     failures = 0

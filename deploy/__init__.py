@@ -1,0 +1,1 @@
+"""Packaging and deployment: the .mar archive, TorchServe config, KServe."""

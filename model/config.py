@@ -1,0 +1,165 @@
+"""The one configuration schema: a tree of typed dataclasses, each default defined once.
+
+The model config's `deepfake:` block (handler/model-config.yaml) is this tree in YAML, read
+strictly by `load_config` (an unknown key or a wrong type is an error naming it); the command
+line tools' flags come from the same fields (`add_arguments`, `from_arguments`). What travels
+with the weights (input size, normalization, crop scale) is not here: it is the checkpoint's
+`ModelSettings` (model/network.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.aggregation import VerdictConfig
+from model.faces import DetectorConfig
+from model.runtime import candidate_paths
+from model.video import SamplingConfig, VideoLimits
+
+
+class ConfigError(ValueError):
+    """A configuration value or key the schema does not accept; the message names it."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the worker runs the network on this machine (model/runtime.py)."""
+
+    # "auto" (by the CPU, docs/configuration.md), one path, or a comma-separated list timed
+    # at start.
+    inference_path: str = "auto"
+    torch_threads: int | str = "auto"  # auto: usable cores shared evenly among the workers
+    crops_per_batch: int = 4  # face crops per forward pass (not TorchServe's batchSize)
+    # Let the decoder skip unsampled frames that no other frame refers to (same pixels).
+    skip_unsampled_frames: bool = True
+    # Decode and detect in two more threads while the network classifies (2+ cores only).
+    overlap_stages: bool = True
+    # glibc gives buffers of 1 MB or more back to the OS when freed; OpenVINO paths only.
+    return_large_buffers_to_os: bool = True
+
+    def __post_init__(self) -> None:
+        candidate_paths(self.inference_path)  # a ValueError naming the choices if unknown
+        if self.torch_threads != "auto" and (
+            isinstance(self.torch_threads, str) or self.torch_threads < 1
+        ):
+            raise ConfigError(f"torch_threads must be auto or at least 1, got {self.torch_threads}")
+        if self.crops_per_batch < 1:
+            raise ConfigError(f"crops_per_batch must be at least 1, got {self.crops_per_batch}")
+
+
+@dataclass(frozen=True)
+class ExplanationConfig:
+    faces: int = 3  # Grad-CAM for this many most suspicious faces unless a request asks
+    max_faces: int = 8  # the most a request may ask for
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.faces <= self.max_faces:
+            raise ConfigError(f"explanations need 1 <= faces <= max_faces, got {self}")
+
+
+@dataclass(frozen=True)
+class RequestBounds:
+    max_interval: int = 1000  # the largest `interval` option a request may send
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything about scoring a video that is not in the checkpoint."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    explanations: ExplanationConfig = field(default_factory=ExplanationConfig)
+    requests: RequestBounds = field(default_factory=RequestBounds)
+    limits: VideoLimits = field(default_factory=VideoLimits)  # what one uploaded video may cost
+
+
+def load_config(model_yaml: Mapping[str, Any] | None) -> ServiceConfig:
+    """The `deepfake:` block of a model config (already parsed YAML); missing keys keep their
+    defaults, unknown keys and wrong types are a ConfigError naming them."""
+    return from_mapping(ServiceConfig, (model_yaml or {}).get("deepfake") or {}, "deepfake")
+
+
+def from_mapping(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """A `cls` dataclass from `values`, recursively and strictly."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where} must be a mapping of settings, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {unknown}; known: {sorted(known)}")
+    kwargs = {name: _value(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, where)
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        if kind is type(None) and value is None:
+            return None
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool) and isinstance(value, kind):
+            return value
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+    raise ConfigError(f"{where} must be {names}, got {value!r}")
+
+
+# The command-line tools take these sections' fields as flags (`--num-frames`, `--threshold`).
+CLI_SECTIONS = ("sampling", "verdict")
+
+
+def add_arguments(parser: argparse.ArgumentParser, sections: Sequence[str] = CLI_SECTIONS) -> None:
+    """A flag per field of each section, its type and default taken from the dataclass."""
+    hints = typing.get_type_hints(ServiceConfig)
+    for section in sections:
+        defaults = hints[section]()
+        for spec in dataclasses.fields(defaults):
+            kind = typing.get_type_hints(type(defaults))[spec.name]
+            allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+            parser.add_argument(
+                f"--{spec.name.replace('_', '-')}",
+                dest=f"{section}.{spec.name}",
+                type=next(k for k in allowed if k is not type(None)),
+                default=None,
+                help=f"{section}.{spec.name} (default {getattr(defaults, spec.name)})",
+            )
+
+
+def from_arguments(
+    args: argparse.Namespace,
+    base: ServiceConfig | None = None,
+    sections: Sequence[str] = CLI_SECTIONS,
+) -> ServiceConfig:
+    """`base` (default: the schema's defaults) with the `add_arguments` flags that were given."""
+    config = base or ServiceConfig()
+    for section in sections:
+        given = {
+            name.split(".", 1)[1]: value
+            for name, value in vars(args).items()
+            if name.startswith(f"{section}.") and value is not None
+        }
+        if given:
+            try:
+                replaced = dataclasses.replace(getattr(config, section), **given)
+            except ValueError as error:
+                raise ConfigError(str(error)) from error
+            config = dataclasses.replace(config, **{section: replaced})
+    return config

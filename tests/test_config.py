@@ -1,0 +1,66 @@
+"""The configuration schema: the shipped model config, strict loading, flags from the fields."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model.config import ConfigError, ServiceConfig, add_arguments, from_arguments, load_config
+
+MODEL_CONFIG = Path(__file__).resolve().parents[1] / "handler" / "model-config.yaml"
+
+
+def test_the_shipped_model_config_is_the_schema_defaults():
+    assert load_config(yaml.safe_load(MODEL_CONFIG.read_text())) == ServiceConfig()
+
+
+def test_a_nested_block_sets_each_section():
+    config = load_config(
+        {
+            "deepfake": {
+                "sampling": {"interval": 10, "num_frames": None},
+                "detector": {"retry_upsample": None, "grey": False},
+                "verdict": {"aggregation": "face_max", "threshold": 1},
+                "engine": {"inference_path": "torch-fp32", "torch_threads": 2},
+                "limits": {"max_duration_s": None, "max_pixels": 1000},
+            }
+        }
+    )
+    assert config.sampling.interval == 10 and config.detector.retry_upsample is None
+    assert config.verdict.threshold == 1.0 and isinstance(config.verdict.threshold, float)
+    assert config.engine.torch_threads == 2 and config.limits.max_duration_s is None
+    assert config.explanations == ServiceConfig().explanations  # untouched sections: defaults
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"intervall": 10}, r"unknown key\(s\) in deepfake: \['intervall'\]"),
+        ({"sampling": {"intervall": 10}}, r"in deepfake\.sampling: \['intervall'\]"),
+        ({"sampling": {"interval": "10"}}, r"deepfake\.sampling\.interval must be int"),
+        ({"detector": {"grey": "yes"}}, r"deepfake\.detector\.grey must be bool"),
+        ({"engine": {"crops_per_batch": True}}, r"crops_per_batch must be int"),
+        ({"engine": {"inference_path": "openvino-int4"}}, "inference path must be auto"),
+        ({"engine": {"torch_threads": "many"}}, "torch_threads must be auto or at least 1"),
+        ({"verdict": {"threshold": 2}}, r"deepfake\.verdict: threshold must lie in \[0, 1\]"),
+        ({"verdict": 0.5}, r"deepfake\.verdict must be a mapping"),
+        ({"explanations": {"faces": 9}}, "1 <= faces <= max_faces"),
+    ],
+)
+def test_a_wrong_key_or_value_is_an_error_naming_it(block, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"deepfake": block})
+
+
+def test_command_line_flags_come_from_the_same_fields():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = from_arguments(parser.parse_args(["--num-frames", "8", "--threshold", "0.7"]))
+    assert config.sampling.num_frames == 8 and config.verdict.threshold == 0.7
+    assert config.sampling.interval == ServiceConfig().sampling.interval
+    assert from_arguments(parser.parse_args([])) == ServiceConfig()
+    with pytest.raises(ConfigError, match="unknown aggregation 'vote'"):
+        from_arguments(parser.parse_args(["--aggregation", "vote"]))

@@ -1,0 +1,121 @@
+"""The detector service in process: the verdicts it gives on every sample video stay what
+they were, and it owns the engine, the cores and the explanations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.config import EngineConfig, ServiceConfig
+from model.cpu import usable_cores
+from model.network import ModelSettings, build_model
+from model.service import DetectorService
+
+# Per-video verdicts and per-face probabilities of the seeded network below on every sample
+# video, recorded before the service existed (the pipeline called step by step). Regenerate
+# only for a change that is meant to alter verdicts: python -m tests.test_service --record
+RECORDED = Path(__file__).parent / "data" / "verdicts-seeded-160.json"
+TORCH_FP32 = ServiceConfig(engine=EngineConfig(inference_path="torch-fp32"))
+
+
+def seeded_network() -> tuple[torch.nn.Module, ModelSettings]:
+    """Random Xception at 160 px with its head scaled so probabilities spread over ~0.1."""
+    settings = ModelSettings(name="deepfake-verdicts-test", input_size=160)
+    torch.manual_seed(0)
+    network = build_model(settings).eval()
+    with torch.no_grad():
+        network.last_linear[-1].weight *= 2000.0
+    return network, settings
+
+
+@pytest.fixture(scope="module")
+def service() -> DetectorService:
+    network, settings = seeded_network()
+    return DetectorService(network, settings, TORCH_FP32, "0" * 64)
+
+
+def verdicts(service: DetectorService, videos) -> dict[str, dict]:
+    found = {}
+    for video in videos:
+        scored = service.analyze(video.path).verdict
+        found[video.path.name] = {
+            "label": scored.label,
+            "fake_probability": scored.fake_probability,
+            "faces": [
+                [frame.frame_index, [face.box.as_list() for face in frame.faces]]
+                for frame in scored.faces.frames
+                if frame.faces
+            ],
+            "face_probabilities": [face.fake_probability for face in scored.faces.faces],
+        }
+    return found
+
+
+@pytest.mark.integration  # every sample video: ~20 s
+def test_every_sample_video_keeps_its_recorded_verdict(service, sample_videos):
+    recorded = json.loads(RECORDED.read_text())
+    found = verdicts(service, sample_videos)
+    assert set(found) == set(recorded)
+    for name, expected in recorded.items():
+        now = found[name]
+        assert now["label"] == expected["label"], name
+        assert now["faces"] == expected["faces"], name
+        assert now["face_probabilities"] == pytest.approx(expected["face_probabilities"], abs=1e-4)
+        if expected["fake_probability"] is None:
+            assert now["fake_probability"] is None, name
+        else:
+            assert now["fake_probability"] == pytest.approx(expected["fake_probability"], abs=1e-4)
+    spread = [v["fake_probability"] for v in recorded.values() if v["fake_probability"]]
+    assert max(spread) - min(spread) > 0.02  # a record where 1e-4 means something
+
+
+def test_explanations_are_the_most_suspicious_faces_first(service, one_face_video):
+    analysis = service.analyze(one_face_video.path, service.request(explain_faces=2))
+    explained = analysis.body["explanations"]
+    scores = sorted((face.fake_probability for face in analysis.verdict.faces.faces), reverse=True)
+    assert [e["fake_probability"] for e in explained] == pytest.approx(scores[:2], abs=1e-6)
+    assert {e["method"] for e in explained} == {"grad-cam"}
+    assert "explanations" not in service.analyze(one_face_video.path).body
+
+
+def test_workers_share_the_cores_and_a_configured_count_is_kept(service):
+    service.share_cores(workers=2)
+    assert service.threads == max(1, usable_cores() // 2)
+    service.share_cores(workers=1)
+    assert service.threads == usable_cores()
+    network, settings = seeded_network()
+    pinned = ServiceConfig(engine=EngineConfig(inference_path="torch-fp32", torch_threads=1))
+    fixed = DetectorService(network, settings, pinned, "0" * 64, workers=4)
+    fixed.share_cores(workers=1)
+    assert fixed.threads == 1
+
+
+def test_openvino_paths_return_large_buffers_to_the_os_and_torch_paths_never(monkeypatch):
+    calls = []  # glibc's setting is process-wide and cannot be undone: recorded, not made
+    monkeypatch.setattr("model.service.return_large_buffers_to_os", lambda: calls.append(1) or True)
+    network, settings = seeded_network()
+    torch_path = DetectorService(network, settings, TORCH_FP32, "0" * 64)
+    assert not torch_path.buffers_to_os and not calls  # torch runs slower on fresh pages
+    openvino = ServiceConfig(engine=EngineConfig(inference_path="openvino-fp32"))
+    served = DetectorService(network, settings, openvino, "0" * 64)
+    assert served.buffers_to_os and calls == [1]
+    assert served.model_info.inference_path == "openvino-fp32"
+    assert served.model_info.path_chosen_by == "configured"
+
+
+def main() -> None:
+    """Rewrite RECORDED from the current code (see its comment)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.samples import read_labels
+
+    network, settings = seeded_network()
+    found = verdicts(DetectorService(network, settings, TORCH_FP32, "0" * 64), read_labels())
+    RECORDED.write_text(json.dumps(found, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

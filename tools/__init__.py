@@ -1,0 +1,1 @@
+"""Command-line tools beside the server: scan videos, convert weights into checkpoints."""
