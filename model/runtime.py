@@ -198,7 +198,7 @@ def prepare_classifier(
         if int8_model is None:
             raise ValueError(
                 "inference path openvino-int8 needs an int8 model: build the archive with "
-                '--int8-split (docs/deployment.md) or choose another path'
+                "--int8-split (docs/deployment.md) or choose another path"
             )
         return OpenVinoClassifier(_openvino_core().read_model(int8_model), threads, "int8")
     if path.runtime == "openvino":
