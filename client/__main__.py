@@ -20,6 +20,7 @@ from protocol.wire import (
     MANAGEMENT_URL,
     MODEL_NAME,
     find_videos,
+    person_result_name,
     result_line,
 )
 
@@ -74,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = client.predict(path, options)
         except ServerError as error:
-            lines.append(result_line(str(path), None, None, str(error)))
+            found = [result_line(str(path), None, None, str(error))]
             failures += 1
         else:
             reports[str(path)] = report
-            lines.append(result_line(str(path), report["label"], report["fake_probability"]))
-        print(lines[-1], flush=True)
+            found = [result_line(str(path), report["label"], report["fake_probability"])]
+            for person in report.get("people", []):  # schema 1.1: a line per person
+                name = person_result_name(str(path), person["person_id"])
+                found.append(result_line(name, person["label"], person["fake_probability"]))
+        lines += found
+        print("\n".join(found), flush=True)
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")
     if args.json:

@@ -41,12 +41,15 @@ def write_contact_sheet(reports: Mapping[str, Mapping[str, Any]], path: Path) ->
 
 def video_section(name: str, report: Mapping[str, Any]) -> np.ndarray:
     """(H, W, 3) uint8 RGB: the title line and the grid of captioned faces of one video."""
-    faces = [
-        (frame["timestamp_s"], face)
-        for frame in report["frames"]
-        for face in frame["faces"]
-        if "crop_jpeg" in face
-    ]
+    faces = sorted(  # each person's faces together (schema 1.1), in time order
+        (
+            (frame["timestamp_s"], face)
+            for frame in report["frames"]
+            for face in frame["faces"]
+            if "crop_jpeg" in face
+        ),
+        key=lambda item: (item[1].get("person_id", 0), item[0]),
+    )
     if len(faces) > MAX_FACES_PER_VIDEO:
         keep = np.linspace(0, len(faces) - 1, MAX_FACES_PER_VIDEO).round().astype(int)
         faces = [faces[i] for i in keep]
@@ -68,7 +71,8 @@ def video_section(name: str, report: Mapping[str, Any]) -> np.ndarray:
         colour = FAKE_RGB if face["fake_probability"] >= threshold else REAL_RGB
         section[y : y + TILE, x : x + TILE] = colour
         section[y + 3 : y + TILE - 3, x + 3 : x + TILE - 3] = tile
-        caption = f"{timestamp:.1f}s p={face['fake_probability']:.2f}"
+        who = f"P{face['person_id']} " if "person_id" in face else ""
+        caption = f"{who}{timestamp:.1f}s p={face['fake_probability']:.2f}"
         _text(section, caption, (x + 4, y + TILE + 15), 0.42, colour)
     return section
 
@@ -77,10 +81,14 @@ def title(name: str, report: Mapping[str, Any]) -> str:
     label = report["label"].upper()
     if report["fake_probability"] is None:
         return f"{Path(name).name}: {label}"
+    suspect = report.get("verdict_person")
+    people = len(report.get("people", []))
     return (
         f"{Path(name).name}: {label} p={report['fake_probability']:.2f} "
         f"(threshold {report['threshold']}, {report['aggregation']} of "
-        f"{report['faces_found']} faces)"
+        f"{report['faces_found']} faces"
+        + (f", person {suspect} of {people}" if suspect is not None else "")
+        + ")"
     )
 
 

@@ -45,22 +45,28 @@ def face_max_rule(frame_face_probabilities: Sequence[Sequence[float]]) -> float:
     return float(np.mean(frame_maxima))
 
 
-# Named by the wire protocol ("mean", "confident", "face_max"), which clients read too.
-AGGREGATIONS = dict(zip(wire.AGGREGATIONS, (mean_rule, confident_rule, face_max_rule), strict=True))
+# Rules over every face of a video, named by the wire protocol (which clients read too); its
+# person rule is model/verdict.py's.
+AGGREGATIONS = dict(zip(wire.FACE_RULES, (mean_rule, confident_rule, face_max_rule), strict=True))
 
 
 @dataclass(frozen=True)
 class VerdictConfig:
     """How the per-face probabilities become the video's label."""
 
-    aggregation: str = "mean"  # one of AGGREGATIONS
+    # person_max: the most suspicious person with at least `min_person_faces` faces (each
+    # person's probability the mean of their faces); or mean, confident, face_max over faces.
+    aggregation: str = wire.PERSON_RULE
     threshold: float = 0.5  # a video whose probability is at least this is labelled fake
+    min_person_faces: int = 2  # fewer: the person counts only when no one has more
 
     def __post_init__(self) -> None:
-        if self.aggregation not in AGGREGATIONS:
+        if self.aggregation not in wire.AGGREGATIONS:
             raise ValueError(
-                f"unknown aggregation {self.aggregation!r}; choose one of {sorted(AGGREGATIONS)}"
+                f"unknown aggregation {self.aggregation!r}; choose one of {list(wire.AGGREGATIONS)}"
             )
+        if self.min_person_faces < 1:
+            raise ValueError(f"min_person_faces must be at least 1, got {self.min_person_faces}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from model.aggregation import VerdictConfig
 from model.faces import DetectorConfig
+from model.people import TrackingConfig
+from model.quality import QualityConfig
 from model.runtime import candidate_paths
 from model.video import SamplingConfig, VideoLimits
 
@@ -75,6 +77,8 @@ class ServiceConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    people: TrackingConfig = field(default_factory=TrackingConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     explanations: ExplanationConfig = field(default_factory=ExplanationConfig)
     requests: RequestBounds = field(default_factory=RequestBounds)

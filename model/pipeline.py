@@ -2,7 +2,8 @@
 
 Training (face extraction, evaluation, batch inference) and serving (`model.service`) call
 these functions; nothing here knows about either. A `Face` is one record from detection to
-JSON: found, cropped, scored in place, aggregated, written.
+JSON: found, cropped, scored in place, linked to a person (model/people.py), judged
+(model/verdict.py), written (model/report.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.aggregation import VerdictConfig, aggregate
 from model.faces import FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.prefetch import prefetch
@@ -47,6 +47,10 @@ class Face:
     detector_score: float
     crop: np.ndarray  # (S, S, 3) uint8 RGB, S = the model's input size
     fake_probability: float | None = None
+    person_id: int | None = None  # set when linked to a person (model/people.py)
+    descriptor: np.ndarray | None = (
+        None  # (128,) dlib face descriptor, only where tracking needed it
+    )
 
     def as_json(self) -> dict[str, Any]:
         """The face's fields in the response schema (and in training's faces.json)."""
@@ -57,6 +61,8 @@ class Face:
         }
         if self.fake_probability is not None:
             entry["fake_probability"] = round(self.fake_probability, 6)
+        if self.person_id is not None:
+            entry["person_id"] = self.person_id
         return entry
 
 
@@ -74,6 +80,7 @@ class VideoFaces:
     info: VideoInfo | None = None  # set once the video is open
     frames: list[FrameFaces] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
+    truncated: bool = False  # stopped at the limit on faces per video, later frames unread
 
     @property
     def faces(self) -> list[Face]:
@@ -82,20 +89,6 @@ class VideoFaces:
     @property
     def face_count(self) -> int:
         return sum(len(frame.faces) for frame in self.frames)
-
-
-@dataclass
-class VideoVerdict:
-    """The per-video outcome and the scored faces behind it."""
-
-    label: str  # "fake", "real" or "no_face"
-    fake_probability: float | None  # None exactly when label is "no_face"
-    config: VerdictConfig
-    faces: VideoFaces
-
-    @property
-    def timing_ms(self) -> dict[str, float]:
-        return self.faces.timing_ms
 
 
 def extract_faces(
@@ -197,13 +190,15 @@ def score_video(
     crops_per_batch: int,
     limits: VideoLimits = DEFAULT_LIMITS,
     skip_unsampled_frames: bool = True,
+    max_faces: int | None = None,
     overlap_stages: bool = True,
     decode_threads: int = 0,
 ) -> VideoFaces:
     """The faces of the sampled frames, each with its fake probability; `timing_ms` gets
     decode, detect, classify and total. With `overlap_stages` one thread decodes and another
     detects while this one classifies each micro-batch as soon as it is full, so the stage
-    times overlap and add up to more than `total`, the wall time."""
+    times overlap and add up to more than `total`, the wall time. Past `max_faces` faces the
+    rest of the video is left unread and `truncated` is set."""
     started = time.perf_counter()
     faces = VideoFaces()
     frames = iter_frame_faces(
@@ -223,21 +218,15 @@ def score_video(
     classified = _MicroBatches(classifier, settings, crops_per_batch)
     with contextlib.closing(frames):  # on an error too: stop the producer, close the video
         for frame in frames:
+            if max_faces is not None and faces.face_count + len(frame.faces) > max_faces:
+                faces.truncated = True
+                break
             faces.frames.append(frame)
             classified.add(frame.faces)
     classified.finish()
     faces.timing_ms["classify"] = classified.elapsed_ms
     faces.timing_ms["total"] = _elapsed_ms(started)
     return faces
-
-
-def verdict(faces: VideoFaces, config: VerdictConfig) -> VideoVerdict:
-    """The video's label from its scored faces by `config`'s rule and threshold."""
-    per_frame = [[face.fake_probability for face in frame.faces] for frame in faces.frames]
-    if any(p is None for probabilities in per_frame for p in probabilities):
-        raise ValueError("every face must be scored before the verdict")
-    fake_probability = aggregate(per_frame, config.aggregation)
-    return VideoVerdict(config.label(fake_probability), fake_probability, config, faces)
 
 
 class _MicroBatches:

@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 
 from model.explain import heatmap_grey, overlay
-from model.pipeline import Face, VideoVerdict
+from model.pipeline import Face
+from model.quality import QualityFlag
+from model.verdict import PersonVerdict, VideoVerdict
 from model.video import SamplingConfig
 from protocol.wire import NO_FACE, SCHEMA_VERSION
 
@@ -39,6 +41,7 @@ class ModelInfo:
 
 def verdict_report(
     verdict: VideoVerdict,
+    quality_flags: list[QualityFlag],
     sampling: SamplingConfig,
     model: ModelInfo,
     include_crops: bool = False,
@@ -59,6 +62,7 @@ def verdict_report(
         for frame in faces.frames
     ]
     info = faces.info
+    suspect = verdict.verdict_person
     return {
         "schema_version": SCHEMA_VERSION,
         "label": verdict.label,
@@ -67,6 +71,9 @@ def verdict_report(
         ),
         "threshold": verdict.config.threshold,
         "aggregation": verdict.config.aggregation,
+        "verdict_person": None if suspect is None else suspect.person.person_id,
+        "people": [person_report(person) for person in verdict.people],
+        "quality_flags": [flag.as_json() for flag in quality_flags],
         "frames_analyzed": len(faces.frames),
         "faces_found": faces.face_count,
         "frames": frames,
@@ -79,10 +86,31 @@ def verdict_report(
             "codec": info.codec,
             "container": info.container,
             "rotation": info.rotation,
+            "bit_rate": info.bit_rate,
         },
         "sampling": asdict(sampling),
         "model": asdict(model),
         "timing_ms": {stage: round(ms, 1) for stage, ms in verdict.timing_ms.items()},
+    }
+
+
+def person_report(judged: PersonVerdict) -> dict[str, Any]:
+    """One person: who (an id, a representative box), when, how suspicious, and the spans."""
+    person = judged.person
+    representative = person.representative
+    return {
+        "person_id": person.person_id,
+        "label": judged.label,
+        "fake_probability": round(judged.fake_probability, 6),
+        "faces": len(person.faces),
+        "first_s": round(person.first_s, 4),
+        "last_s": round(person.last_s, 4),
+        "frame_indices": [face.frame_index for face in person.faces],
+        "representative": {
+            "frame_index": representative.frame_index,
+            "box": representative.box.as_list(),
+        },
+        "segments": [segment.as_json() for segment in judged.segments],
     }
 
 

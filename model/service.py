@@ -9,6 +9,7 @@ through it, so a verdict is the same wherever it is made.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from model.explain import grad_cam
 from model.faces import make_detector
 from model.memory import return_large_buffers_to_os
 from model.network import ModelSettings, file_sha256, load_checkpoint
-from model.pipeline import Face, VideoVerdict, score_video, verdict
+from model.people import FaceDescriber, link_people
+from model.pipeline import Face, score_video
+from model.quality import quality_flags
 from model.report import ModelInfo, explanation_report, verdict_report
 from model.runtime import INT8_MODEL_NAME, choose_classifier
 from model.tensors import crops_to_batch
+from model.verdict import VideoVerdict, verdict
 from model.video import VideoSource
 from protocol.wire import read_archive_info
 
@@ -91,6 +95,7 @@ class DetectorService:
             and return_large_buffers_to_os()
         )
         self.detector = make_detector(config.detector)
+        self.describe = FaceDescriber()
         self.model_info = ModelInfo(
             name=settings.name,
             version=settings.version,
@@ -171,9 +176,16 @@ class DetectorService:
             # Overlap only with 2+ cores to this worker: on one the threads would take turns.
             overlap_stages=engine.overlap_stages and self.threads >= 2,
             decode_threads=self.threads,
+            max_faces=config.limits.max_faces,
         )
-        scored = verdict(faces, config.verdict)
-        body = verdict_report(scored, config.sampling, self.model_info, request.include_crops)
+        started = time.perf_counter()
+        people = link_people(faces.frames, self.describe, config.people)
+        faces.timing_ms["track"] = (time.perf_counter() - started) * 1000.0
+        scored = verdict(faces, config.verdict, people, config.people)
+        flags = quality_flags(scored, self.settings, config.quality)
+        body = verdict_report(
+            scored, flags, config.sampling, self.model_info, request.include_crops
+        )
         analysis = Analysis(scored, body)
         if request.explain_faces:
             analysis.explanations = self.explain(scored.faces.faces, request.explain_faces)

@@ -33,9 +33,18 @@ class VideoLimits:
     max_duration_s: float | None = 600.0
     max_frame_count: int | None = 36_000  # 10 minutes at 60 fps
     max_decode_s: float | None = 60.0  # wall time inside the decoder for one video
+    # Faces analysed per video (a crowd): later frames are left unread and the response says
+    # so (model/pipeline.py score_video).
+    max_faces: int | None = 400
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_duration_s", "max_frame_count", "max_decode_s"):
+        for name in (
+            "max_pixels",
+            "max_duration_s",
+            "max_frame_count",
+            "max_decode_s",
+            "max_faces",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value}")
@@ -93,6 +102,7 @@ class VideoInfo:
     codec: str
     rotation: int  # degrees counter-clockwise applied to decoded frames to display them upright
     container: str
+    bit_rate: int | None = None  # the video stream's (else the container's) bits per second
 
 
 @dataclass(frozen=True)
@@ -275,6 +285,7 @@ class VideoReader:
             codec=stream.codec_context.name,
             rotation=rotation,
             container=self._container.format.name,
+            bit_rate=stream.bit_rate or self._container.bit_rate or None,
         )
 
     def _packet_pts(self) -> list[int | None]:

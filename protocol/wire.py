@@ -13,11 +13,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.0"  # fields are only added within a major version (docs/api.md)
+SCHEMA_VERSION = "1.1"  # fields are only added within a major version (docs/api.md)
 
 FAKE, REAL, NO_FACE = "fake", "real", "no_face"
 LABELS = (FAKE, REAL, NO_FACE)
-AGGREGATIONS = ("mean", "confident", "face_max")  # the per-video rules (model/aggregation.py)
+# The per-video rules (model/aggregation.py, model/verdict.py): the most suspicious person, or
+# a rule over every face of the video.
+PERSON_RULE = "person_max"
+FACE_RULES = ("mean", "confident", "face_max")
+AGGREGATIONS = (PERSON_RULE, *FACE_RULES)
 
 MODEL_NAME = "deepfake"
 HOST = "127.0.0.1"
@@ -101,6 +105,12 @@ def find_videos(inputs: Iterable[Path]) -> list[Path]:
         else:
             paths.append(item)
     return paths
+
+
+def person_result_name(name: str, person_id: int) -> str:
+    """The name on a person's results.txt line, after its video's line:
+    `<video>#person-<id> <fake probability> <label>` (schema 1.1)."""
+    return f"{name}#person-{person_id}"
 
 
 def write_archive_info(folder: Path, info: Mapping[str, Any]) -> Path:

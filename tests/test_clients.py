@@ -38,8 +38,9 @@ def test_the_health_check_and_the_wire_protocol_need_only_the_standard_library()
 
 
 def test_the_protocol_names_the_workers_rules_and_labels():
-    assert tuple(AGGREGATIONS) == wire.AGGREGATIONS
+    assert (wire.PERSON_RULE, *AGGREGATIONS) == wire.AGGREGATIONS  # the person rule: verdict.py
     assert wire.result_line("a.mp4", "fake", 0.91234) == "a.mp4 0.9123 fake"
     assert wire.result_line("b.mp4", "no_face", None) == "b.mp4 no_face no_face"
     assert wire.result_line("c.mp4", None, None, "not a video") == "c.mp4 error: not a video"
+    assert wire.person_result_name("a.mp4", 2) == "a.mp4#person-2"
     assert wire.option_headers({"explain_faces": 2}) == {"X-Deepfake-Explain-Faces": "2"}

@@ -86,7 +86,7 @@ def test_evaluate_a_split_file_and_log_to_mlflow(
     ]
 
 
-def test_infer_writes_one_line_per_file(checkpoint, small_video_dir, tmp_path):
+def test_infer_writes_one_line_per_file_and_one_per_person(checkpoint, small_video_dir, tmp_path):
     folder = tmp_path / "infer"
     folder.mkdir()
     (folder / "7.mp4").symlink_to(small_video_dir / "fake" / "a_fs_wolfgang_c1__grace_hopper.mp4")
@@ -100,11 +100,12 @@ def test_infer_writes_one_line_per_file(checkpoint, small_video_dir, tmp_path):
         == 0
     )
     lines = results.read_text().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     name, probability, label = lines[0].rsplit(" ", 2)
     assert name == "7.mp4" and label in ("fake", "real") and 0 <= float(probability) <= 1
-    assert lines[1] == "no face here.mp4 no_face no_face"
-    assert lines[2].startswith("notes.txt error: not a video file")
+    assert lines[1] == f"7.mp4#person-1 {probability} {label}"  # one person: the video's verdict
+    assert lines[2] == "no face here.mp4 no_face no_face"
+    assert lines[3].startswith("notes.txt error: not a video file")
 
 
 def test_sub_folders_of_fake_are_reported_per_method(checkpoint, small_video_dir, tmp_path, capsys):

@@ -13,7 +13,8 @@ from model.aggregation import VerdictConfig
 from model.errors import VideoInputError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
-from model.pipeline import VideoVerdict, classify_crops, score_video, verdict
+from model.pipeline import classify_crops, score_video
+from model.verdict import VideoVerdict, verdict
 from model.video import SamplingConfig
 from protocol.wire import NO_FACE
 from support.video_factory import encode_video, grace_hopper_rgb
@@ -37,7 +38,7 @@ def detector():
 
 def analyze(video, network, settings, detector, **engine):
     faces = score_video(video, network, settings, SamplingConfig(), detector, 4, **engine)
-    return verdict(faces, VerdictConfig())
+    return verdict(faces, VerdictConfig(aggregation="mean"))
 
 
 def test_no_face_video_gives_the_no_face_outcome(no_face_video, network, settings, detector):
@@ -111,11 +112,11 @@ def test_the_verdict_config_rejects_nonsense():
 STRAIGHTFORWARD = {"skip_unsampled_frames": False, "overlap_stages": False}
 
 
-@pytest.mark.integration  # ~15 s
+@pytest.mark.integration  # ~8 s
 def test_skipping_and_overlapping_give_the_straightforward_result(
     sample_videos, network, settings, detector
 ):
-    names = ["a_fs_wolfgang_c1__grace_hopper.mp4", "a_still_multi_face.mp4"]
+    names = ["a_still_multi_face.mp4"]  # B-frames, four faces a frame
     for video in (v for v in sample_videos if v.name in names):
         expected = analyze(video.path, network, settings, detector, **STRAIGHTFORWARD).faces
         for engine in (

@@ -13,8 +13,9 @@ from torch import nn
 from model.aggregation import VerdictConfig
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, load_checkpoint, load_settings
-from model.pipeline import classify_crops, extract_faces, verdict
+from model.pipeline import classify_crops, extract_faces
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
+from model.verdict import verdict
 from model.video import SamplingConfig
 from support.torchserve import random_checkpoint
 from training.data_dir import load_split
@@ -69,7 +70,7 @@ def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoin
                 faces.faces, classify_crops(engine, settings, crops, 4), strict=True
             ):
                 face.fake_probability = float(p)
-            verdicts.append(verdict(faces, VerdictConfig()))
+            verdicts.append(verdict(faces, VerdictConfig(aggregation="mean")))
         assert verdicts[0].label == verdicts[1].label, video.name
         if verdicts[0].fake_probability is not None:
             shift = abs(verdicts[0].fake_probability - verdicts[1].fake_probability)

@@ -10,16 +10,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import usable_cores
 from model.network import ModelSettings, build_model
 from model.service import DetectorService
+from model.video import VideoLimits
 
 # Per-video verdicts and per-face probabilities of the seeded network below on every sample
 # video, recorded before the service existed (the pipeline called step by step). Regenerate
 # only for a change that is meant to alter verdicts: python -m tests.test_service --record
 RECORDED = Path(__file__).parent / "data" / "verdicts-seeded-160.json"
-TORCH_FP32 = ServiceConfig(engine=EngineConfig(inference_path="torch-fp32"))
+# The recorded verdicts are the mean rule's, which stays selectable beside the person rule.
+TORCH_FP32 = ServiceConfig(
+    engine=EngineConfig(inference_path="torch-fp32"), verdict=VerdictConfig(aggregation="mean")
+)
 
 
 def seeded_network() -> tuple[torch.nn.Module, ModelSettings]:
@@ -105,6 +110,71 @@ def test_openvino_paths_return_large_buffers_to_the_os_and_torch_paths_never(mon
     assert served.buffers_to_os and calls == [1]
     assert served.model_info.inference_path == "openvino-fp32"
     assert served.model_info.path_chosen_by == "configured"
+
+
+# Every field of response schema 1.0 and its type: a 1.1 body keeps them all, same meaning.
+SCHEMA_1_0 = {
+    "schema_version": str,
+    "label": str,
+    "fake_probability": (float, type(None)),
+    "threshold": float,
+    "aggregation": str,
+    "frames_analyzed": int,
+    "faces_found": int,
+    "frames": list,
+    "video": dict,
+    "sampling": dict,
+    "model": dict,
+    "timing_ms": dict,
+}
+FACE_1_0 = {"box": list, "crop_box": list, "detector_score": float, "fake_probability": float}
+
+
+def test_a_1_1_body_keeps_every_1_0_field_and_adds_people(sample_videos):
+    network, settings = seeded_network()
+    by_people = ServiceConfig(engine=EngineConfig(inference_path="torch-fp32"))  # person_max
+    video = next(v for v in sample_videos if v.name == "a_fs_still_multi_face__astronaut.mp4")
+    body = DetectorService(network, settings, by_people, "0" * 64).analyze(video.path).body
+    assert body["aggregation"] == "person_max"
+    assert body["schema_version"] == "1.1"
+    for name, kind in SCHEMA_1_0.items():
+        assert isinstance(body[name], kind), name
+    faces = [face for frame in body["frames"] for face in frame["faces"]]
+    for face in faces:
+        assert all(isinstance(face[name], kind) for name, kind in FACE_1_0.items())
+    people = {person["person_id"]: person for person in body["people"]}
+    assert {face["person_id"] for face in faces} == set(people)
+    assert sum(person["faces"] for person in people.values()) == body["faces_found"]
+    assert body["verdict_person"] in people
+    suspect = people[body["verdict_person"]]
+    counted = [p for p in people.values() if p["faces"] >= 2]  # verdict.min_person_faces
+    assert suspect["fake_probability"] == max(p["fake_probability"] for p in counted)
+    assert body["fake_probability"] == suspect["fake_probability"]  # the person rule
+    assert all(set(flag) == {"flag", "reason"} for flag in body["quality_flags"])
+
+
+def test_old_readers_of_1_0_fields_still_read_a_1_1_body(service, one_face_video, tmp_path):
+    from client.sheet import write_contact_sheet
+    from ui import present
+
+    body = service.analyze(one_face_video.path, service.request(include_crops=True)).body
+    assert present.HEADLINES[body["label"]] in present.verdict_markdown(body)
+    assert present.batch_row("v.mp4", body, None)[1] == body["label"]
+    write_contact_sheet({"v.mp4": body}, tmp_path / "sheet.png")
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
+    [card] = present.people_cards(body)  # and the new ones show the one person
+    assert card[1].startswith("Person 1:")
+
+
+def test_a_crowd_past_the_face_limit_is_cut_short_and_says_so(sample_videos):
+    network, settings = seeded_network()
+    capped = ServiceConfig(
+        engine=EngineConfig(inference_path="torch-fp32"), limits=VideoLimits(max_faces=6)
+    )
+    video = next(v for v in sample_videos if v.name == "a_still_multi_face.mp4")
+    body = DetectorService(network, settings, capped, "0" * 64).analyze(video.path).body
+    assert body["faces_found"] <= 6 and body["frames_analyzed"] < 5
+    assert "truncated" in {flag["flag"] for flag in body["quality_flags"]}
 
 
 def main() -> None:

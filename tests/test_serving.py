@@ -89,7 +89,7 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
     assert report["schema_version"] == SCHEMA_VERSION
     assert report["label"] in ("fake", "real")
     assert 0.0 <= report["fake_probability"] <= 1.0
-    assert report["threshold"] == 0.5 and report["aggregation"] == "mean"
+    assert report["threshold"] == 0.5 and report["aggregation"] == "person_max"
     every_20th = len(range(0, fake_video.frame_count, 20))
     assert report["frames_analyzed"] == len(report["frames"]) == every_20th
     assert report["faces_found"] == sum(len(f["faces"]) for f in report["frames"]) > 0
@@ -103,7 +103,7 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
     auto = [path.name for path in candidate_paths("auto")]  # what suits this CPU
     assert report["model"]["inference_path"] in auto
     assert report["model"]["path_chosen_by"] == ("cpu flags" if len(auto) == 1 else "measured")
-    assert set(report["timing_ms"]) == {"decode", "detect", "classify", "total"}
+    assert set(report["timing_ms"]) == {"decode", "detect", "classify", "track", "total"}
     for frame in report["frames"]:
         assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
         for face in frame["faces"]:
@@ -407,7 +407,9 @@ def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_vi
     assert status == 0
     lines = results.read_text().splitlines()
     assert lines[0].startswith(str(videos[0])) and lines[0].split()[-1] in ("fake", "real")
-    assert lines[1].endswith("no_face no_face")
+    people = [line for line in lines if line.startswith(f"{videos[0]}#person-")]
+    assert len(people) == 4 and lines[1 : 1 + len(people)] == people  # the group photo's four
+    assert lines[-1] == f"{videos[1]} no_face no_face"
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[1] >= 640
     assert image.shape[0] > 2 * 128  # a section with face tiles, and the no-face section

@@ -18,7 +18,7 @@ CROP = encode_image_base64(np.full((8, 8, 3), 200, np.uint8), ".jpg")
 
 
 def report(label="fake", probability=0.8, model_name="deepfake-xception") -> dict:
-    face = {"fake_probability": 0.9, "crop_jpeg": CROP}
+    face = {"box": [0, 0, 8, 8], "fake_probability": 0.9, "crop_jpeg": CROP}
     return {
         "label": label,
         "fake_probability": probability,
@@ -28,7 +28,11 @@ def report(label="fake", probability=0.8, model_name="deepfake-xception") -> dic
         "faces_found": 3 if label != "no_face" else 0,
         "frames": [
             {"frame_index": 0, "timestamp_s": 0.0, "faces": [{**face, "fake_probability": 0.2}]},
-            {"frame_index": 20, "timestamp_s": 0.8, "faces": [face, {**face, "crop_jpeg": None}]},
+            {
+                "frame_index": 20,
+                "timestamp_s": 0.8,
+                "faces": [face, {**face, "box": [9, 0, 17, 8], "crop_jpeg": None}],
+            },
             {"frame_index": 40, "timestamp_s": 1.6, "faces": []},
         ]
         if label != "no_face"
@@ -70,8 +74,29 @@ def test_gallery_is_most_suspicious_first_and_skips_faces_without_crops():
     assert items[0][0].shape == (8, 8, 3)
 
 
-def test_timeline_has_one_point_per_frame_with_faces():
-    assert present.timeline(report()) == {"time_s": [0.0, 0.8], "fake_probability": [0.2, 0.9]}
+def test_a_1_0_timeline_has_one_point_per_frame_with_faces():
+    assert present.timeline(report()) == {
+        "time_s": [0.0, 0.8],
+        "fake_probability": [0.2, 0.9],
+        "person": ["all faces", "all faces"],
+    }
+
+
+def test_a_1_1_timeline_has_one_line_per_person_and_a_card_each():
+    body = report()
+    for frame in body["frames"]:
+        for number, face in enumerate(frame["faces"], start=1):
+            face["person_id"] = number
+    body["people"] = [
+        {"person_id": 1, "label": "fake", "fake_probability": 0.9, "first_s": 0.0,
+         "last_s": 0.8, "segments": [{"start_s": 0.0, "end_s": 0.8, "fake_probability": 0.9}],
+         "representative": {"frame_index": 20, "box": body["frames"][1]["faces"][0]["box"]}},
+    ]  # fmt: skip
+    line = present.timeline(body)
+    assert line["person"] == ["person 1", "person 1", "person 2"]
+    assert line["time_s"] == [0.0, 0.8, 0.8]
+    [(_, caption)] = present.people_cards(body)
+    assert caption == "Person 1: fake (90% fake), seen 0.0-0.8 s; flagged 0.0-0.8 s"
 
 
 def test_explanations_model_line_and_batch_csv(tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 from model.config import add_arguments, from_arguments
 from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_checkpoint
 from model.service import DetectorService
-from protocol.wire import find_videos
+from protocol.wire import FACE_RULES, find_videos
 from training.data_dir import load_split
 from training.dataset import FAKE, REAL, FaceCrops, split_items
 from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
@@ -50,6 +50,7 @@ def evaluate_folder(folder: Path, service: DetectorService) -> Evaluation:
     methods: dict[str, str] = {}
     no_face: dict[str, int] = {}
     unreadable: dict[str, str] = {}
+    verdicts: dict[str, float] = {}
     for label_name, label in (("real", REAL), ("fake", FAKE)):
         label_dir = folder / label_name
         paths = find_videos([label_dir]) if label_dir.is_dir() else []
@@ -63,6 +64,8 @@ def evaluate_folder(folder: Path, service: DetectorService) -> Evaluation:
             verdict = outcome.verdict
             if verdict.fake_probability is None:
                 no_face[video_id] = label
+            else:
+                verdicts[video_id] = verdict.fake_probability
             for face in verdict.faces.faces:
                 rows["video_ids"].append(video_id)
                 rows["frame_indices"].append(face.frame_index)
@@ -74,6 +77,7 @@ def evaluate_folder(folder: Path, service: DetectorService) -> Evaluation:
         labels=np.array(rows["labels"], dtype=np.int64),
         probabilities=np.array(rows["probs"], dtype=np.float32),
         loss=float("nan"),
+        verdicts=verdicts,
     )
     return Evaluation(scores, methods, no_face, unreadable)
 
@@ -103,6 +107,7 @@ def subset(scores: CropScores, video_ids: set[str]) -> CropScores:
         scores.labels[keep],
         scores.probabilities[keep],
         scores.loss,
+        scores.verdicts,
     )
 
 
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print("evaluate: no face found in any readable video; nothing to score", file=sys.stderr)
         return 1
     aggregation = config.verdict.aggregation
+    if evaluation.scores.verdicts is None and aggregation not in FACE_RULES:
+        aggregation = "mean"  # crops of a split have no people to take the person rule over
     metrics = all_metrics(evaluation, aggregation)
     write_csv(evaluation, aggregation, args.csv)
     for name, value in sorted(metrics.items()):

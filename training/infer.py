@@ -1,9 +1,10 @@
-"""Score a folder of videos with a checkpoint and write one line per video.
+"""Score a folder of videos with a checkpoint and write one line per video and per person.
 
     python -m training.infer --video-dir videos/infer --output results.txt [--checkpoint CKPT]
 
 Lines read `<file> <fake probability> <label>`, `<file> no_face no_face` when no face was found,
 or `<file> error: <why>` for a file that is not a readable video; the run goes on past errors.
+After a video's line, one per person in it: `<file>#person-<id> <fake probability> <label>`.
 Every file under the folder is tried, whatever its name (`<file>` is its path relative to the
 folder; parse lines from the right, names may hold spaces). Same pipeline and aggregation as
 the server.
@@ -18,15 +19,20 @@ from pathlib import Path
 from model.config import add_arguments, from_arguments
 from model.network import DEFAULT_CHECKPOINT
 from model.service import DetectorService
-from protocol.wire import result_line
+from protocol.wire import person_result_name, result_line
 from training.scoring import VideoOutcome, analyze_files
 
 
-def outcome_line(outcome: VideoOutcome, video_dir: Path) -> str:
+def outcome_lines(outcome: VideoOutcome, video_dir: Path) -> list[str]:
+    """The video's line, then one per person in it."""
     name = str(outcome.path.relative_to(video_dir))
-    if outcome.verdict is None:
-        return result_line(name, None, None, outcome.error or "")
-    return result_line(name, outcome.verdict.label, outcome.verdict.fake_probability)
+    verdict = outcome.verdict
+    if verdict is None:
+        return [result_line(name, None, None, outcome.error or "")]
+    return [result_line(name, verdict.label, verdict.fake_probability)] + [
+        result_line(person_result_name(name, p.person.person_id), p.label, p.fake_probability)
+        for p in verdict.people
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = 0
     with open(args.output, "w") as results:
         for outcome in analyze_files(paths, service):
-            results.write(outcome_line(outcome, args.video_dir) + "\n")
+            results.writelines(line + "\n" for line in outcome_lines(outcome, args.video_dir))
             errors += outcome.error is not None
-    print(f"infer: wrote {len(paths)} lines to {args.output} ({errors} unreadable)")
+    print(f"infer: scored {len(paths)} files into {args.output} ({errors} unreadable)")
     return 0
 
 

@@ -17,8 +17,8 @@ from model.aggregation import aggregate
 from model.cpu import autocast
 from model.errors import VideoInputError
 from model.network import fake_probabilities_from_logits
-from model.pipeline import VideoVerdict
 from model.service import DetectorService
+from model.verdict import VideoVerdict
 from training.dataset import Collate, FaceCrops
 from training.distributed import CPU
 from training.metrics import NO_FACE_SCORE, binary_metrics
@@ -33,6 +33,9 @@ class CropScores:
     labels: np.ndarray  # (N,) int64, 1 = fake
     probabilities: np.ndarray  # (N,) float32 fake probability
     loss: float  # mean cross-entropy (unweighted)
+    # video id -> the served verdict's probability, where whole videos went through the
+    # service (its person rule needs the people, which crops alone do not have).
+    verdicts: dict[str, float] | None = None
 
 
 @torch.inference_mode()
@@ -66,7 +69,8 @@ def score_crops(
 def video_probabilities(
     scores: CropScores, aggregation: str
 ) -> dict[str, tuple[int, float | None]]:
-    """video id -> (label, aggregated fake probability) over its frames' faces."""
+    """video id -> (label, fake probability): the served verdict's where `scores` has them,
+    else `aggregation` (a face rule) over the video's frames' faces."""
     frames: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     labels = {}
     for video_id, frame_index, label, probability in zip(
@@ -74,6 +78,8 @@ def video_probabilities(
     ):
         frames[video_id][frame_index].append(float(probability))
         labels[video_id] = int(label)
+    if scores.verdicts is not None:
+        return {video_id: (labels[video_id], scores.verdicts[video_id]) for video_id in frames}
     return {
         video_id: (labels[video_id], aggregate(list(per_frame.values()), aggregation))
         for video_id, per_frame in frames.items()

@@ -132,8 +132,8 @@ def readable_json(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def _not_analysed(message: str) -> tuple:
     """The one-video outputs when there is no report: the message, everything else empty."""
-    empty_plot = pd.DataFrame({"time_s": [], "fake_probability": []})
-    return present.error_markdown(message), [], empty_plot, [], "", {}
+    empty_plot = pd.DataFrame({"time_s": [], "fake_probability": [], "person": []})
+    return present.error_markdown(message), [], [], empty_plot, [], "", {}
 
 
 def analyse_one(config: UiConfig) -> Callable:
@@ -149,6 +149,7 @@ def analyse_one(config: UiConfig) -> Callable:
         progress(0.9, desc="Drawing the results")
         return (
             present.verdict_markdown(report),
+            present.people_cards(report),
             present.gallery(report),
             pd.DataFrame(present.timeline(report)),
             present.explanations(report),
@@ -227,6 +228,12 @@ def build_app(config: UiConfig) -> gr.Blocks:
                     verdict = gr.Markdown(
                         "Upload a video and press **Analyse**.", elem_id="verdict"
                     )
+                    people = gr.Gallery(
+                        label="People: one card each (verdict, when seen, flagged spans)",
+                        columns=4,
+                        height=220,
+                        elem_id="people",
+                    )
                     faces = gr.Gallery(
                         label="Faces, most suspicious first (score · time in the video)",
                         columns=6,
@@ -239,7 +246,8 @@ def build_app(config: UiConfig) -> gr.Blocks:
                         y_lim=[0, 1],
                         x_title="time in the video (s)",
                         y_title="fake probability",
-                        label="Fake probability over time (mean of each analysed frame's faces)",
+                        color="person",
+                        label="Fake probability over time, one line per person",
                         elem_id="timeline",
                     )
                     overlays = gr.Gallery(
@@ -255,7 +263,7 @@ def build_app(config: UiConfig) -> gr.Blocks:
             button.click(
                 analyse_one(config),
                 inputs=[video, mode, amount, aggregation],
-                outputs=[verdict, faces, plot, overlays, model, raw],
+                outputs=[verdict, people, faces, plot, overlays, model, raw],
             )
         with gr.Tab("Several videos"):
             videos = gr.File(

@@ -71,8 +71,17 @@ def verdict_markdown(report: Mapping[str, Any]) -> str:
             f"{threshold:.2f} or above. Combined over {report['faces_found']} face(s) in "
             f"{report['frames_analyzed']} frame(s) with the `{report['aggregation']}` rule."
         )
+        people = report.get("people", [])  # schema 1.1
+        if report.get("verdict_person") is not None and len(people) > 1:
+            lines.append(
+                f"\n{len(people)} people were seen; the verdict is that of **person "
+                f"{report['verdict_person']}**, the most suspicious of them."
+            )
     else:
         lines.append(f"Frames analysed: {report['frames_analyzed']}.")
+    flags = report.get("quality_flags", [])
+    if flags:
+        lines += ["", "**How much to trust this:**", *(f"- {flag['reason']}" for flag in flags)]
     caveat = CAVEAT + (DEMO_CAVEAT if "demo" in report["model"]["name"] else "")
     lines += ["", f"> {caveat}"]
     return "\n".join(lines)
@@ -113,14 +122,51 @@ def explanations(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
     ]
 
 
-def timeline(report: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Per analysed frame with faces: its time and the mean fake probability of its faces."""
+def timeline(report: Mapping[str, Any]) -> dict[str, list]:
+    """One line per person: each of their faces' time and fake probability (a server without
+    people, schema 1.0: the mean of each frame's faces, as "all faces")."""
     points = [
-        (frame["timestamp_s"], mean_probability(frame["faces"]))
+        (frame["timestamp_s"], face["fake_probability"], person_name(face["person_id"]))
+        for frame in report["frames"]
+        for face in frame["faces"]
+        if "person_id" in face
+    ] or [
+        (frame["timestamp_s"], mean_probability(frame["faces"]), "all faces")
         for frame in report["frames"]
         if frame["faces"]
-    ]  # fmt: skip
-    return {"time_s": [t for t, _ in points], "fake_probability": [p for _, p in points]}
+    ]
+    return {
+        "time_s": [t for t, _, _ in points],
+        "fake_probability": [p for _, p, _ in points],
+        "person": [who for _, _, who in points],
+    }
+
+
+def person_name(person_id: int) -> str:
+    return f"person {person_id}"
+
+
+def people_cards(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
+    """(face crop, caption) per person: their clearest face, verdict and flagged spans."""
+    crops = {
+        (frame["frame_index"], tuple(face["box"])): face.get("crop_jpeg")
+        for frame in report["frames"]
+        for face in frame["faces"]
+    }
+    cards = []
+    for person in report.get("people", []):
+        shown = person["representative"]
+        crop = crops.get((shown["frame_index"], tuple(shown["box"])))
+        if crop is None:
+            continue
+        spans = ", ".join(f"{s['start_s']:.1f}-{s['end_s']:.1f} s" for s in person["segments"])
+        caption = (
+            f"{person_name(person['person_id']).capitalize()}: {person['label']} "
+            f"({percent(person['fake_probability'])} fake), seen {person['first_s']:.1f}-"
+            f"{person['last_s']:.1f} s" + (f"; flagged {spans}" if spans else "")
+        )
+        cards.append((decode_image_base64(crop), caption))
+    return cards
 
 
 def mean_probability(found: list[Mapping[str, Any]]) -> float:

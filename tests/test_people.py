@@ -1,0 +1,161 @@
+"""People: faces linked across sampled frames on real and generated videos, the video's verdict
+taken over them, and the spans each one is flagged in."""
+
+from __future__ import annotations
+
+import itertools
+
+import av
+import numpy as np
+import pytest
+
+from model.aggregation import VerdictConfig
+from model.faces import DetectorConfig, FaceBox, make_detector
+from model.network import ModelSettings
+from model.people import FaceDescriber, Person, TrackingConfig, iou, link_people, segments
+from model.pipeline import Face, extract_faces
+from model.verdict import verdict
+from model.video import SamplingConfig
+from support.video_factory import encode_video
+
+SETTINGS = ModelSettings(input_size=160)
+TRACKING = TrackingConfig()
+
+
+@pytest.fixture(scope="module")
+def describe() -> FaceDescriber:
+    return FaceDescriber()
+
+
+def people_of(source, describe):
+    faces = extract_faces(source, SamplingConfig(), make_detector(DetectorConfig()), SETTINGS)
+    return faces, link_people(faces.frames, describe, TRACKING)
+
+
+def sample(sample_videos, name):
+    return next(v for v in sample_videos if v.name == name)
+
+
+def decoded(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("name", ["a_still_multi_face.mp4", "a_fs_still_multi_face__astronaut.mp4"])
+def test_the_people_of_the_group_photo_are_stable_tracks(sample_videos, describe, name):
+    """Five people; dlib's frontal HOG finds four of them in every sampled frame (at any
+    upsampling; the fifth, turned away, never), and those four are four tracks."""
+    faces, people = people_of(sample(sample_videos, name).path, describe)
+    sampled = [frame.frame_index for frame in faces.frames]
+    assert {len(frame.faces) for frame in faces.frames} == {4}
+    assert len(people) == 4
+    for person in people:
+        assert [face.frame_index for face in person.faces] == sampled  # in every frame, once
+        boxes = [face.box for face in person.faces]
+        assert min(iou(a, b) for a, b in itertools.pairwise(boxes)) > 0.4  # smooth, no jumps
+        assert {face.person_id for face in person.faces} == {person.person_id}
+    assert [p.person_id for p in people] == [1, 2, 3, 4]
+
+
+def test_the_swapped_woman_stays_one_person_through_the_swap(sample_videos, describe):
+    """The same places in the real and the swapped clip hold the same people: the swap, which
+    moves her face descriptor by ~0.6, does not split her track."""
+    _, real = people_of(sample(sample_videos, "a_still_multi_face.mp4").path, describe)
+    _, fake = people_of(
+        sample(sample_videos, "a_fs_still_multi_face__astronaut.mp4").path, describe
+    )
+    for person in fake:
+        twin = max(real, key=lambda r: iou(r.faces[0].box, person.faces[0].box))
+        assert iou(twin.faces[0].box, person.faces[0].box) > 0.5
+
+
+def test_a_steady_shot_costs_no_descriptor(sample_videos, describe):
+    before = describe.computed
+    _, people = people_of(sample(sample_videos, "a_wolfgang_c1.mp4").path, describe)
+    assert len(people) == 1 and describe.computed == before
+
+
+def test_a_hard_cut_between_two_people_and_back_keeps_two_ids(sample_videos, describe):
+    hopper = decoded(sample(sample_videos, "a_still_grace_hopper.mp4").path)
+    astronaut = decoded(sample(sample_videos, "a_still_astronaut.mp4").path)
+    video = encode_video(hopper[:40] + astronaut[40:80] + hopper[80:100])
+    _, people = people_of(video, describe)
+    by_frame = {face.frame_index: face.person_id for p in people for face in p.faces}
+    assert len(people) == 2, [(p.person_id, [f.frame_index for f in p.faces]) for p in people]
+    assert by_frame[0] == by_frame[20] == by_frame[80] != by_frame[40] == by_frame[60]
+
+
+def test_a_swap_in_the_second_half_is_one_person_with_a_segment_there(sample_videos, describe):
+    real = decoded(sample(sample_videos, "a_still_grace_hopper.mp4").path)
+    fake = decoded(sample(sample_videos, "a_fs_still_grace_hopper__astronaut.mp4").path)
+    faces, people = people_of(encode_video(real[:50] + fake[50:]), describe)
+    assert len(people) == 1
+    for face in faces.faces:  # what a detector that separates the swap would say
+        face.fake_probability = 0.9 if face.frame_index >= 50 else 0.1
+    scored = verdict(faces, VerdictConfig(), people, TRACKING)
+    [judged] = scored.people
+    assert scored.verdict_person is judged and scored.label == "fake"
+    [segment] = judged.segments
+    assert segment.start_s == pytest.approx(60 / 25) and segment.end_s == pytest.approx(80 / 25)
+
+
+def test_one_swapped_person_among_real_ones_makes_the_video_fake():
+    people = [person_with([0.1] * 5, person_id) for person_id in (1, 2, 3)]
+    people.append(person_with([0.9] * 5, 4))
+    faces = video_faces(people)
+    by_people = verdict(faces, VerdictConfig(), people, TRACKING)
+    assert by_people.label == "fake" and by_people.verdict_person.person.person_id == 4
+    assert [len(p.segments) for p in by_people.people] == [0, 0, 0, 1]
+    by_mean = verdict(faces, VerdictConfig(aggregation="mean"), people, TRACKING)
+    assert by_mean.label == "real" and by_mean.fake_probability == pytest.approx(0.3)
+
+
+def test_a_person_seen_too_rarely_does_not_decide_while_others_are_seen_more():
+    people = [person_with([0.2] * 6, 1), person_with([0.95], 2)]
+    scored = verdict(video_faces(people), VerdictConfig(min_person_faces=2), people, TRACKING)
+    assert scored.verdict_person.person.person_id == 1 and scored.label == "real"
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "spans"),
+    [
+        ([0.1, 0.1, 0.9, 0.9, 0.9, 0.9], [(2, 5)]),
+        ([0.9, 0.1, 0.1, 0.1, 0.1, 0.1], []),  # one frame: smoothed away, and too short
+        ([0.1] * 6, []),
+        ([0.9] * 6, [(0, 5)]),
+    ],
+)
+def test_segments_are_spans_of_the_smoothed_probability_over_the_threshold(probabilities, spans):
+    person = person_with(probabilities, 1)
+    found = segments(person, 0.5, TrackingConfig(smoothing_faces=1, min_segment_faces=2))
+    assert [(s.start_s, s.end_s) for s in found] == [(float(a), float(b)) for a, b in spans]
+    smoothed = segments(person, 0.5, TRACKING)
+    assert all(0.5 <= s.fake_probability <= 1.0 for s in smoothed)
+
+
+def test_iou():
+    a = FaceBox(0, 0, 10, 10)
+    assert iou(a, a) == 1.0 and iou(a, FaceBox(10, 10, 20, 20)) == 0.0
+    assert iou(a, FaceBox(5, 0, 15, 10)) == pytest.approx(50 / 150)
+
+
+def person_with(probabilities: list[float], person_id: int) -> Person:
+    """A person seen once a second, at the same place, with these face probabilities."""
+    person = Person(person_id)
+    for second, probability in enumerate(probabilities):
+        box = FaceBox(100 * person_id, 0, 100 * person_id + 50, 50)
+        crop = np.zeros((SETTINGS.input_size, SETTINGS.input_size, 3), np.uint8)
+        person.add(Face(second, float(second), box, box, 1.0, crop, probability))
+    return person
+
+
+def video_faces(people: list[Person]):
+    from model.pipeline import FrameFaces, VideoFaces
+
+    frames: dict[int, list[Face]] = {}
+    for person in people:
+        for face in person.faces:
+            frames.setdefault(face.frame_index, []).append(face)
+    return VideoFaces(
+        frames=[FrameFaces(i, float(i), found) for i, found in sorted(frames.items())]
+    )
