@@ -65,9 +65,15 @@ class ModelSettings:
     init_source: str = ""
     init_sha256: str = ""
     init_licence: str = ""
+    # Temperature scaling of the logits (1: none), fitted on a validation split at training
+    # time (training/calibration.py), and how it was fitted.
+    temperature: float = 1.0
+    calibration: str = ""
     format: int = SETTINGS_FORMAT
 
     def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise CheckpointError(f"temperature must be positive, got {self.temperature}")
         if self.architecture != "xception":
             raise CheckpointError(f"unsupported architecture {self.architecture!r}")
         if self.num_classes != 2 or self.fake_index not in (0, 1):
@@ -116,8 +122,9 @@ def fake_probabilities(
 
 
 def fake_probabilities_from_logits(logits: torch.Tensor, settings: ModelSettings) -> torch.Tensor:
-    """(N,) float32 fake probability from (N, 2) logits: softmax, the fake column."""
-    return torch.softmax(logits.float(), dim=1)[:, settings.fake_index]
+    """(N,) float32 fake probability from (N, 2) logits: softmax of the logits over the
+    checkpoint's temperature, the fake column."""
+    return torch.softmax(logits.float() / settings.temperature, dim=1)[:, settings.fake_index]
 
 
 def settings_path(weights_path: Path) -> Path:

@@ -37,6 +37,8 @@ class ModelInfo:
     detector: str
     # Each candidate path's speed when they were timed at worker start (images/s); else empty.
     measured_images_per_s: dict[str, float]
+    # How the scores were calibrated (schema 1.1): {"method": "temperature" or "none", ...}.
+    calibration: dict[str, Any]
 
 
 def verdict_report(
@@ -66,6 +68,7 @@ def verdict_report(
     return {
         "schema_version": SCHEMA_VERSION,
         "label": verdict.label,
+        "label_reason": verdict.config.reason(verdict.fake_probability),
         "fake_probability": (
             None if verdict.label == NO_FACE else round(float(verdict.fake_probability), 6)
         ),

@@ -106,6 +106,12 @@ class DetectorService:
             path_chosen_by=chosen.chosen_by,
             detector=self.detector.name,
             measured_images_per_s={n: round(r, 1) for n, r in chosen.images_per_s.items()},
+            calibration=(
+                {"method": "temperature", "temperature": settings.temperature}
+                | ({"fitted": settings.calibration} if settings.calibration else {})
+                if settings.temperature != 1.0 or settings.calibration
+                else {"method": "none"}
+            ),
         )
         logger.info(
             "deepfake: %s %s ready on %s: path %s (%s, by %s; img/s %s), torch threads %d, "

@@ -15,8 +15,8 @@ from typing import Any
 
 SCHEMA_VERSION = "1.1"  # fields are only added within a major version (docs/api.md)
 
-FAKE, REAL, NO_FACE = "fake", "real", "no_face"
-LABELS = (FAKE, REAL, NO_FACE)
+FAKE, REAL, UNCERTAIN, NO_FACE = "fake", "real", "uncertain", "no_face"
+LABELS = (FAKE, REAL, UNCERTAIN, NO_FACE)  # uncertain: schema 1.1
 # The per-video rules (model/aggregation.py, model/verdict.py): the most suspicious person, or
 # a rule over every face of the video.
 PERSON_RULE = "person_max"

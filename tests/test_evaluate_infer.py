@@ -102,7 +102,9 @@ def test_infer_writes_one_line_per_file_and_one_per_person(checkpoint, small_vid
     lines = results.read_text().splitlines()
     assert len(lines) == 4
     name, probability, label = lines[0].rsplit(" ", 2)
-    assert name == "7.mp4" and label in ("fake", "real") and 0 <= float(probability) <= 1
+    assert (
+        name == "7.mp4" and label in ("fake", "real", "uncertain") and 0 <= float(probability) <= 1
+    )
     assert lines[1] == f"7.mp4#person-1 {probability} {label}"  # one person: the video's verdict
     assert lines[2] == "no face here.mp4 no_face no_face"
     assert lines[3].startswith("notes.txt error: not a video file")

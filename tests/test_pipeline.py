@@ -52,9 +52,9 @@ def test_no_face_video_gives_the_no_face_outcome(no_face_video, network, setting
 
 def test_face_video_verdict_is_built_from_its_faces(one_face_video, network, settings, detector):
     scored = analyze(one_face_video.path.read_bytes(), network, settings, detector)
-    assert scored.label in ("fake", "real")
+    assert scored.label in ("fake", "real", "uncertain")
     assert 0.0 <= scored.fake_probability <= 1.0
-    assert scored.label == ("fake" if scored.fake_probability >= 0.5 else "real")
+    assert scored.label == VerdictConfig().label(scored.fake_probability)
     per_face = [face.fake_probability for face in scored.faces.faces]
     assert len(per_face) == scored.faces.face_count == 6
     assert scored.fake_probability == pytest.approx(np.mean(per_face), abs=1e-6)
@@ -80,8 +80,12 @@ def test_each_face_is_one_record_from_detection_to_json(
 def test_the_threshold_and_rule_make_the_label(one_face_video, network, settings, detector):
     faces = analyze(one_face_video.path, network, settings, detector).faces
     probability = verdict(faces, VerdictConfig()).fake_probability
-    assert verdict(faces, VerdictConfig(threshold=probability)).label == "fake"
-    assert verdict(faces, VerdictConfig(threshold=min(1.0, probability + 1e-6))).label == "real"
+    sharp = VerdictConfig(threshold=probability, uncertain_band=0.0)
+    assert verdict(faces, sharp).label == "fake"
+    above = VerdictConfig(threshold=min(1.0, probability + 1e-6), uncertain_band=0.0)
+    assert verdict(faces, above).label == "real"
+    banded = verdict(faces, VerdictConfig(threshold=probability, uncertain_band=0.05))
+    assert banded.label == "uncertain"
     face_max = verdict(faces, VerdictConfig(aggregation="face_max"))
     assert isinstance(face_max, VideoVerdict) and face_max.config.aggregation == "face_max"
 
@@ -102,11 +106,28 @@ def test_an_unscored_face_cannot_make_a_verdict(one_face_video, network, setting
         verdict(faces, VerdictConfig())
 
 
+@pytest.mark.parametrize(
+    ("probability", "label", "reason"),
+    [
+        (0.83, "fake", "the fake probability 0.83 is at or above 0.60"),
+        (0.12, "real", "the fake probability 0.12 is below 0.40"),
+        (0.55, "uncertain", "too close to the threshold 0.50 to call (between 0.40 and 0.60)"),
+        (None, "no_face", "no face was found"),
+    ],
+)
+def test_each_label_comes_with_its_reason_in_words(probability, label, reason):
+    config = VerdictConfig(threshold=0.5, uncertain_band=0.1)
+    assert config.label(probability) == label
+    assert reason in config.reason(probability)
+
+
 def test_the_verdict_config_rejects_nonsense():
     with pytest.raises(ValueError, match="aggregation"):
         VerdictConfig(aggregation="vote")
     with pytest.raises(ValueError, match="threshold"):
         VerdictConfig(threshold=1.5)
+    with pytest.raises(ValueError, match="uncertain_band"):
+        VerdictConfig(uncertain_band=0.7)
 
 
 STRAIGHTFORWARD = {"skip_unsampled_frames": False, "overlap_stages": False}

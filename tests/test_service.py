@@ -23,7 +23,8 @@ from model.video import VideoLimits
 RECORDED = Path(__file__).parent / "data" / "verdicts-seeded-160.json"
 # The recorded verdicts are the mean rule's, which stays selectable beside the person rule.
 TORCH_FP32 = ServiceConfig(
-    engine=EngineConfig(inference_path="torch-fp32"), verdict=VerdictConfig(aggregation="mean")
+    engine=EngineConfig(inference_path="torch-fp32"),
+    verdict=VerdictConfig(aggregation="mean", uncertain_band=0.0),
 )
 
 

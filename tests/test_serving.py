@@ -41,6 +41,7 @@ MODEL_KEYS = {
     "path_chosen_by",
     "detector",
     "measured_images_per_s",
+    "calibration",
 }
 
 
@@ -87,7 +88,7 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
     assert response.headers["Content-Type"].startswith("application/json")
     report = response.json()
     assert report["schema_version"] == SCHEMA_VERSION
-    assert report["label"] in ("fake", "real")
+    assert report["label"] in ("fake", "real", "uncertain")
     assert 0.0 <= report["fake_probability"] <= 1.0
     assert report["threshold"] == 0.5 and report["aggregation"] == "person_max"
     every_20th = len(range(0, fake_video.frame_count, 20))
@@ -195,7 +196,7 @@ def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_vi
     assert wrong_field.status_code == 400
     assert "multipart field 'data'" in wrong_field.json()["message"]
     assert "['file']" in wrong_field.json()["message"]
-    assert client.predict(fake_video.path)["label"] in ("fake", "real")
+    assert client.predict(fake_video.path)["label"] in ("fake", "real", "uncertain")
 
 
 def test_a_bad_request_in_a_batch_leaves_the_others_alone(server, sample_videos):
@@ -295,7 +296,7 @@ def test_calls_without_the_key_are_refused_and_an_expired_key_is_renewed(server,
     )
     assert old.status_code == 400
     assert stale_client.ping()["status"] == "Healthy"  # renewed again and retried
-    assert server.client.predict(fake_video.path)["label"] in ("fake", "real")
+    assert server.client.predict(fake_video.path)["label"] in ("fake", "real", "uncertain")
 
 
 def test_two_workers_both_serve(server, sample_videos):
@@ -338,7 +339,7 @@ def test_a_second_server_runs_beside_the_first(server, model_store, fake_video, 
     with serving(tmp_path / "second", model_store, load_models="deepfake.mar") as second:
         for running in (server, second):
             report = running.client.predict(fake_video.path, {"frames": 1})
-            assert report["label"] in {"fake", "real", "no_face"}
+            assert report["label"] in {"fake", "real", "uncertain", "no_face"}
         first, other = (
             read_properties((running.workdir / "config.properties").read_text())
             for running in (server, second)
@@ -406,7 +407,11 @@ def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_vi
     )  # fmt: skip
     assert status == 0
     lines = results.read_text().splitlines()
-    assert lines[0].startswith(str(videos[0])) and lines[0].split()[-1] in ("fake", "real")
+    assert lines[0].startswith(str(videos[0])) and lines[0].split()[-1] in (
+        "fake",
+        "real",
+        "uncertain",
+    )
     people = [line for line in lines if line.startswith(f"{videos[0]}#person-")]
     assert len(people) == 4 and lines[1 : 1 + len(people)] == people  # the group photo's four
     assert lines[-1] == f"{videos[1]} no_face no_face"

@@ -66,6 +66,7 @@ def test_run_has_params_metrics_artifacts_and_a_registered_version(trained, trac
         "checkpoint/best.json",
         "plots/roc.png",
         "plots/confusion.png",
+        "plots/reliability.png",
         "split/split.json",
     }
     [version] = client.search_model_versions("name='deepfake'")
@@ -73,6 +74,11 @@ def test_run_has_params_metrics_artifacts_and_a_registered_version(trained, trac
     network, settings = load_checkpoint(output_dir / "best.pt")
     assert settings.input_size == 96 and settings.version == "0.0.1"
     assert not network.training
+    # Calibrated on the kept checkpoint's validation faces, recorded where it was logged.
+    metrics = run.data.metrics
+    assert settings.temperature == metrics["calibration_temperature"] > 0
+    assert "validation faces: ECE" in settings.calibration
+    assert metrics["val_face_ece_calibrated"] <= metrics["val_face_ece"] + 1e-9
 
 
 def test_resume_continues_the_same_run(trained, tracking_uri):

@@ -50,6 +50,7 @@ def test_a_fake_sample_gets_its_verdict_and_face_gallery(page_and_server, sample
     assert present.percent(report["fake_probability"]) in banner
     assert "trained on face-swap deepfakes" in banner  # the caveat
     assert gallery_images(page, "faces") == report["faces_found"] > 0
+    assert gallery_images(page, "people") == len(report["people"]) == 1  # one card a person
     assert gallery_images(page, "explanations") == min(3, report["faces_found"])
     assert "deepfake-xception-test 0.1.0" in page.locator("#model-info").inner_text()
 

@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model.network import load_checkpoint
+from training.calibration import expected_calibration_error, fit_temperature, with_temperature
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
 from training.metrics import bootstrap_interval, equal_error_rate
@@ -115,6 +116,27 @@ def summary(scores: CropScores, aggregation: str) -> dict[str, float]:
     return metrics
 
 
+def calibration_metrics(folds: list[CropScores]) -> dict[str, float]:
+    """Face-level ECE of the pooled out-of-fold scores as trained, and after a temperature
+    fitted on the *other* folds' scores (cross-fitted: no fold is calibrated on itself);
+    `calibration_temperature` is the one fitted on every fold, a recipe's temperature."""
+    calibrated = []
+    for number, fold in enumerate(folds):
+        others = [other for index, other in enumerate(folds) if index != number]
+        fitted = fit_temperature(
+            np.concatenate([o.probabilities for o in others]),
+            np.concatenate([o.labels for o in others]),
+        )
+        calibrated.append(with_temperature(fold.probabilities, fitted.temperature))
+    probabilities = np.concatenate([fold.probabilities for fold in folds])
+    labels = np.concatenate([fold.labels for fold in folds])
+    return {
+        "face_ece": expected_calibration_error(probabilities, labels),
+        "face_ece_calibrated": expected_calibration_error(np.concatenate(calibrated), labels),
+        "calibration_temperature": fit_temperature(probabilities, labels).temperature,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_args_parser()
     parser.description = __doc__.splitlines()[0]
@@ -135,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             fold_scores.append(run_fold(config, split, held_out, folder))
     pooled = pooled_scores(fold_scores)
     metrics = summary(pooled, config.aggregation)
+    try:
+        metrics.update(calibration_metrics(fold_scores))
+    except ValueError as error:  # a fold with faces of one class only
+        print(f"crossval: calibration not measured: {error}")
     videos = video_probabilities(pooled, config.aggregation)
     report = {
         "config": dataclasses.asdict(config),
@@ -164,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{metrics['video_auc_high']:.3f}], frame AUC {metrics['frame_auc']:.3f} "
         f"[{metrics['frame_auc_low']:.3f}, {metrics['frame_auc_high']:.3f}], video EER "
         f"{metrics['video_eer']:.3f} [{metrics['video_eer_low']:.3f}, "
-        f"{metrics['video_eer_high']:.3f}]; wrote {args.output}"
+        f"{metrics['video_eer_high']:.3f}]; face ECE {metrics.get('face_ece', float('nan')):.3f}"
+        f" -> {metrics.get('face_ece_calibrated', float('nan')):.3f} cross-fitted (temperature "
+        f"{metrics.get('calibration_temperature', float('nan')):.2f}); wrote {args.output}"
     )
     return 0
 

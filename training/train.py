@@ -45,6 +45,7 @@ from model.network import (
     save_checkpoint,
 )
 from training.augment import AugmentConfig
+from training.calibration import fit_temperature, reliability_figure
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
@@ -395,6 +396,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     )
     with tracked as run:
         best_metrics: dict[str, float] = {}
+        best_scores: CropScores | None = None  # the kept checkpoint's validation scores
         for epoch in range(start_epoch, config.epochs):
             train_set.set_epoch(epoch)
             if sampler is not None:
@@ -433,7 +435,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
             run.log_metrics(metrics, step=epoch)
             candidate = _ranking(metrics) if scores is not None else (float(epoch),)
             if best is None or candidate > best or config.checkpoint_selection == "last":
-                best, best_metrics = candidate, metrics
+                best, best_metrics, best_scores = candidate, metrics, scores
                 save_checkpoint(unwrap(network), settings, output_dir / BEST_WEIGHTS)
                 if scores is not None:
                     _log_figures(run, scores, config.aggregation)
@@ -464,6 +466,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         processes.barrier()
         if not processes.is_main:
             return unwrap(network)
+        if best_scores is not None:
+            calibrate(output_dir / BEST_WEIGHTS, best_scores, run)
         version = log_checkpoint_and_register(
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
         )
@@ -483,6 +487,35 @@ def _ranking(metrics: dict[str, float]) -> tuple[float, float, float]:
         return -math.inf if math.isnan(value) else value
 
     return known(metrics["val_video_auc"]), known(metrics["val_frame_auc"]), -metrics["val_loss"]
+
+
+def calibrate(checkpoint: Path, scores: CropScores, run) -> None:
+    """Fit the temperature on the kept checkpoint's validation faces, store it in the
+    checkpoint's settings, and log it, the ECE before and after, and a reliability plot."""
+    try:
+        fitted = fit_temperature(scores.probabilities, scores.labels)
+    except ValueError as error:
+        print(f"train: not calibrated: {error}")
+        return
+    network, settings = load_checkpoint(checkpoint)
+    calibrated = dataclasses.replace(
+        settings, temperature=fitted.temperature, calibration=fitted.describe("validation")
+    )
+    save_checkpoint(network, calibrated, checkpoint)
+    run.log_metrics(
+        {
+            "calibration_temperature": fitted.temperature,
+            "val_face_ece": fitted.ece_before,
+            "val_face_ece_calibrated": fitted.ece_after,
+        },
+        step=0,
+    )
+    figure = reliability_figure(scores.probabilities, scores.labels, fitted.temperature)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reliability.png"
+        figure.savefig(path, dpi=100)
+        run.log_artifact(path, "plots")
+    print(f"train: calibrated, {calibrated.calibration}")
 
 
 def _log_figures(run, scores: CropScores, aggregation: str) -> None:

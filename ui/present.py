@@ -17,11 +17,16 @@ from protocol.wire import NO_FACE
 HEADLINES = {
     "fake": "Likely manipulated",
     "real": "No sign of face manipulation found",
+    "uncertain": "Uncertain: too close to call",
     "no_face": "No face found: nothing to judge",
 }
 EXPLAINED = {
     "fake": "The detector scored the faces in this video as more likely face-swapped than real.",
     "real": "The detector scored the faces in this video as more likely real than face-swapped.",
+    "uncertain": (
+        "The detector's score is too close to its threshold to call this video either way: "
+        "look at the faces and the timeline below, and weigh other evidence."
+    ),
     "no_face": (
         "The face detector found no frontal face in the frames it looked at, so the model "
         "gave no score. Try more frames, or a video where a face is clearly visible."
@@ -71,6 +76,8 @@ def verdict_markdown(report: Mapping[str, Any]) -> str:
             f"{threshold:.2f} or above. Combined over {report['faces_found']} face(s) in "
             f"{report['frames_analyzed']} frame(s) with the `{report['aggregation']}` rule."
         )
+        if "label_reason" in report:  # schema 1.1
+            lines.append(f"\nWhy `{label}`: {report['label_reason']}.")
         people = report.get("people", [])  # schema 1.1
         if report.get("verdict_person") is not None and len(people) > 1:
             lines.append(
