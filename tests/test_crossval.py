@@ -65,3 +65,10 @@ def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkey
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 3  # two folds' training runs and the summary
     assert any("video_auc_low" in run.data.metrics for run in runs)
+    # Folds are never calibrated on the held-out people they are scored on; the summary
+    # measures calibration cross-fitted (a temperature from the other folds).
+    folds_trained = [run for run in runs if "train_loss" in run.data.metrics]
+    assert folds_trained and not any(
+        "calibration_temperature" in r.data.metrics for r in folds_trained
+    )
+    assert {"face_ece", "face_ece_calibrated"} <= set(metrics)

@@ -76,6 +76,7 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         image_dir=split["image_dir"],
         output_dir=str(folder / "checkpoints"),
         checkpoint_selection="last",
+        calibration="none",  # its validation faces are the held-out people being measured
         registered_model=None,
         experiment=f"{config.experiment}-crossval",
         resume=False,

@@ -100,6 +100,10 @@ class TrainConfig:
     # "best": the epoch with the best validation ranking; "last": the last epoch, for a recipe
     # whose length was fixed by cross-validation (validation of a few videos is a weak guide).
     checkpoint_selection: str = "best"
+    # "temperature": fit one on the kept checkpoint's validation faces (training/calibration.py)
+    # and store it in the checkpoint; "none": leave the scores as trained (cross-validation
+    # folds, whose validation faces are the held-out people being measured).
+    calibration: str = "temperature"
     augment: dict | None = None  # AugmentConfig fields (YAML only)
     self_blend: dict | None = None  # SelfBlendConfig fields (YAML only)
     experiment: str = "deepfake-serve"
@@ -135,6 +139,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise SystemExit(f"train: --fake-source must be one of {FAKE_SOURCES}")
     if config.train_from not in XCEPTION_MODULES:
         raise SystemExit(f"train: train_from must be one of {XCEPTION_MODULES}")
+    if config.calibration not in ("temperature", "none"):
+        raise SystemExit(
+            f"train: calibration must be temperature or none, got {config.calibration}"
+        )
     if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
         raise SystemExit(f"train: checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
     for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
@@ -466,7 +474,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         processes.barrier()
         if not processes.is_main:
             return unwrap(network)
-        if best_scores is not None:
+        if best_scores is not None and config.calibration == "temperature":
             calibrate(output_dir / BEST_WEIGHTS, best_scores, run)
         version = log_checkpoint_and_register(
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
