@@ -25,7 +25,10 @@ from client.api import ServerAddress
 from support.torchserve import REPO_ROOT, wait_for_http
 
 # Any of these in the banner means the page has answered (a verdict or an error).
-ANSWERED = re.compile(r"Likely manipulated|No sign of face manipulation|No face found|Could not")
+# Any verdict banner (ui/present.py HEADLINES) or the error banner: the page has answered.
+ANSWERED = re.compile(
+    r"Likely manipulated|No sign of face manipulation|Uncertain: too close|No face found|Could not"
+)
 ANSWER_TIMEOUT_MS = 180_000
 
 
