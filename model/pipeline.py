@@ -90,6 +90,11 @@ class VideoFaces:
     def face_count(self) -> int:
         return sum(len(frame.faces) for frame in self.frames)
 
+    def frame_probabilities(self) -> list[list[float | None]]:
+        """Each sampled frame's faces' fake probabilities (None where not yet scored): what
+        the face rules of model/aggregation.py take."""
+        return [[face.fake_probability for face in frame.faces] for frame in self.frames]
+
 
 def extract_faces(
     source: VideoSource,

@@ -43,7 +43,7 @@ def verdict(
     tracking: TrackingConfig | None = None,
 ) -> VideoVerdict:
     """The video's label from its scored faces (and their people) by `config`'s rule."""
-    per_frame = [[face.fake_probability for face in frame.faces] for frame in faces.frames]
+    per_frame = faces.frame_probabilities()
     if any(p is None for probabilities in per_frame for p in probabilities):
         raise ValueError("every face must be scored before the verdict")
     tracking = tracking or TrackingConfig()

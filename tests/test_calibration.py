@@ -58,5 +58,8 @@ def test_the_checkpoint_temperature_is_applied_where_logits_become_probabilities
 
 def test_the_reliability_plot_draws_both_curves():
     probabilities, labels = overconfident(count=500)
-    axes = reliability_figure(probabilities, labels, 3.0).axes[0]
-    assert len(axes.lines) == 3
+    curves = {"as trained": probabilities, "temperature 3": with_temperature(probabilities, 3.0)}
+    axes = reliability_figure(labels, curves).axes[0]
+    assert len(axes.lines) == 3  # the diagonal and one per set of scores
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend[1].startswith("as trained (ECE") and legend[2].startswith("temperature 3")

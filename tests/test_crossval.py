@@ -72,3 +72,17 @@ def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkey
         "calibration_temperature" in r.data.metrics for r in folds_trained
     )
     assert {"face_ece", "face_ece_calibrated"} <= set(metrics)
+    [summary] = [run for run in runs if "video_auc_low" in run.data.metrics]
+    plots = {a.path for a in client.list_artifacts(summary.info.run_id, "plots")}
+    assert plots == {"plots/reliability.png"}
+    # Each held-out video was also judged whole by its fold's checkpoint, as served.
+    groups = {group for fold in parse_folds(folds) for group in fold}
+    served = report["served"]
+    assert set(served) == {v["video_id"] for v in split["videos"] if v["group"] in groups}
+    assert len(served) == metrics["served_videos"]
+    assert sum(metrics[f"served_{label}"] for label in ("fake", "real", "uncertain")) <= len(served)
+    for video in served.values():
+        assert 0.0 <= video["fake_probability"] <= 1.0 and 0.0 <= video["mean_probability"] <= 1.0
+        assert video["label"] in (0, 1)
+    for name in ("served_video_auc", "served_mean_video_auc"):
+        assert metrics[f"{name}_low"] <= metrics[name] <= metrics[f"{name}_high"], name

@@ -168,6 +168,15 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
         main(arguments)
     assert main([*arguments, "--checkpoint-selection", "last"]) == 0
     assert json.loads((tmp_path / "best.json").read_text())["input_size"] == 96
+    _, settings = load_checkpoint(tmp_path / "best.pt")
+    assert settings.temperature == 1.0 and not settings.calibration  # nothing to fit it on
+    # The recipe's temperature from cross-validation is carried into the checkpoint instead.
+    recipe = [*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "2.5"]
+    assert main(recipe) == 0
+    _, settings = load_checkpoint(tmp_path / "best.pt")
+    assert settings.temperature == 2.5 and "cross-validating this recipe" in settings.calibration
+    with pytest.raises(SystemExit, match="recipe_temperature"):
+        main([*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "0"])
 
 
 def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):

@@ -69,22 +69,20 @@ def expected_calibration_error(
     return float(error)
 
 
-def reliability_figure(
-    probabilities: np.ndarray, labels: np.ndarray, temperature: float, bins: int = 10
-) -> Figure:
-    """Fake rate against mean probability per bin, before and after the temperature."""
+def reliability_figure(labels: np.ndarray, curves: dict[str, np.ndarray], bins: int = 10) -> Figure:
+    """Fake rate against mean probability per bin, one line per named set of scores (as
+    trained, after a temperature)."""
+    labels = np.asarray(labels, np.float64)
     figure = Figure(figsize=(4.5, 4.5))
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
-    for name, scores in (
-        ("as trained", np.asarray(probabilities, np.float64)),
-        (f"temperature {temperature:.2f}", with_temperature(probabilities, temperature)),
-    ):
+    for name, scores in curves.items():
+        scores = np.asarray(scores, np.float64)
         which = np.minimum((scores * bins).astype(int), bins - 1)
         filled = [i for i in range(bins) if (which == i).any()]
         axes.plot(
             [scores[which == i].mean() for i in filled],
-            [np.asarray(labels)[which == i].mean() for i in filled],
+            [labels[which == i].mean() for i in filled],
             marker="o",
             label=f"{name} (ECE {expected_calibration_error(scores, labels, bins):.3f})",
         )

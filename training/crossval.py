@@ -10,6 +10,9 @@ method the model never saw. Out-of-fold scores are pooled and reported as video 
 and EER with bootstrap 95% intervals (videos resampled within each class), logged as one MLflow
 run beside the folds' training runs, and written to `--output`. The recipe's last epoch is
 scored: the epoch count is part of the recipe, not picked on the held-out people.
+Each fold's checkpoint also judges its held-out videos whole, as the server does (people
+linked, the person rule): `served_video_auc` beside `served_mean_video_auc`, the mean over the
+same sampled faces, so the served rule is measured on people it never saw.
 Default folds: one per group that has faces (leave-one-identity-out).
 """
 
@@ -20,18 +23,29 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from model.aggregation import aggregate
+from model.config import ServiceConfig
 from model.network import load_checkpoint
-from training.calibration import expected_calibration_error, fit_temperature, with_temperature
+from model.service import DetectorService
+from protocol.wire import FAKE, REAL, UNCERTAIN
+from training.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    reliability_figure,
+    with_temperature,
+)
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
-from training.metrics import bootstrap_interval, equal_error_rate
+from training.metrics import NO_FACE_SCORE, bootstrap_interval, equal_error_rate
 from training.scoring import (
     CropScores,
+    analyze_files,
     evaluation_metrics,
     score_crops,
     video_probabilities,
@@ -65,8 +79,25 @@ def fold_split(split: dict, held_out: list[str]) -> dict:
     return dict(split, videos=videos)
 
 
-def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path) -> CropScores:
-    """Train on the other groups; the held-out crops' scores from the recipe's last epoch."""
+@dataclass(frozen=True)
+class ServedVideo:
+    """A held-out video judged whole by its fold's checkpoint through the DetectorService."""
+
+    label: int  # 1 = fake
+    fake_probability: float  # the served rule's; NO_FACE_SCORE when no face was found
+    mean_probability: float  # the mean over the same faces
+    verdict_label: str
+
+
+@dataclass
+class FoldResult:
+    crops: CropScores
+    served: dict[str, ServedVideo]  # video id -> its served verdict
+
+
+def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path) -> FoldResult:
+    """Train on the other groups; the held-out crops' scores from the recipe's last epoch, and
+    the held-out videos' served verdicts."""
     split_path = folder / "split.json"
     fold = fold_split(split, held_out)
     write_split(fold, split_path)
@@ -82,11 +113,58 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         resume=False,
     )
     train(fold_config)
-    network, settings = load_checkpoint(folder / "checkpoints" / BEST_WEIGHTS)
+    checkpoint = folder / "checkpoints" / BEST_WEIGHTS
+    network, settings = load_checkpoint(checkpoint)
     held_out_crops = FaceCrops(
         split_items(fold, "val", split["image_dir"], "videos"), settings, False
     )
-    return score_crops(network, held_out_crops, config.eval_batch_size, "fp32")
+    crops = score_crops(network, held_out_crops, config.eval_batch_size, "fp32")
+    return FoldResult(crops, served_verdicts(checkpoint, fold))
+
+
+def served_verdicts(checkpoint: Path, fold: dict) -> dict[str, ServedVideo]:
+    """The fold's held-out videos through the server's DetectorService (default settings)."""
+    service = DetectorService.from_checkpoint(checkpoint, ServiceConfig())
+    videos = [video for video in fold["videos"] if video["split"] == "val"]
+    outcomes = analyze_files([Path(video["video"]) for video in videos], service, progress=False)
+    served = {}
+    for video, outcome in zip(videos, outcomes, strict=True):
+        if outcome.verdict is None:
+            print(f"crossval: {video['video_id']} unreadable: {outcome.error}")
+            continue
+        judged = outcome.verdict
+        mean = aggregate(judged.faces.frame_probabilities(), "mean")
+        served[video["video_id"]] = ServedVideo(
+            label=int(video["label"] == "fake"),
+            fake_probability=(
+                NO_FACE_SCORE if judged.fake_probability is None else judged.fake_probability
+            ),
+            mean_probability=NO_FACE_SCORE if mean is None else mean,
+            verdict_label=judged.label,
+        )
+    return served
+
+
+def served_metrics(served: dict[str, ServedVideo]) -> dict[str, float]:
+    """Video AUC with bootstrap 95% intervals of the served rule and of the mean over the
+    same faces, and how many videos the served verdict labels fake, real or uncertain."""
+    labels = np.array([video.label for video in served.values()])
+    metrics: dict[str, float] = {"served_videos": len(served)}
+    for name, scores in (
+        ("served_video_auc", [video.fake_probability for video in served.values()]),
+        ("served_mean_video_auc", [video.mean_probability for video in served.values()]),
+    ):
+        if len(set(labels)) < 2:
+            continue
+        metrics[name] = float(roc_auc_score(labels, scores))
+        metrics[f"{name}_low"], metrics[f"{name}_high"] = bootstrap_interval(
+            labels, scores, roc_auc_score
+        )
+    for verdict_label in (FAKE, REAL, UNCERTAIN):
+        metrics[f"served_{verdict_label}"] = sum(
+            video.verdict_label == verdict_label for video in served.values()
+        )
+    return metrics
 
 
 def pooled_scores(folds: list[CropScores]) -> CropScores:
@@ -117,10 +195,11 @@ def summary(scores: CropScores, aggregation: str) -> dict[str, float]:
     return metrics
 
 
-def calibration_metrics(folds: list[CropScores]) -> dict[str, float]:
+def calibration_metrics(folds: list[CropScores]) -> tuple[dict[str, float], np.ndarray]:
     """Face-level ECE of the pooled out-of-fold scores as trained, and after a temperature
     fitted on the *other* folds' scores (cross-fitted: no fold is calibrated on itself);
-    `calibration_temperature` is the one fitted on every fold, a recipe's temperature."""
+    `calibration_temperature` is the one fitted on every fold, a recipe's temperature (what
+    its `recipe_temperature` should be). Also the cross-fitted probabilities, pooled."""
     calibrated = []
     for number, fold in enumerate(folds):
         others = [other for index, other in enumerate(folds) if index != number]
@@ -131,11 +210,13 @@ def calibration_metrics(folds: list[CropScores]) -> dict[str, float]:
         calibrated.append(with_temperature(fold.probabilities, fitted.temperature))
     probabilities = np.concatenate([fold.probabilities for fold in folds])
     labels = np.concatenate([fold.labels for fold in folds])
-    return {
+    calibrated = np.concatenate(calibrated)
+    metrics = {
         "face_ece": expected_calibration_error(probabilities, labels),
-        "face_ece_calibrated": expected_calibration_error(np.concatenate(calibrated), labels),
+        "face_ece_calibrated": expected_calibration_error(calibrated, labels),
         "calibration_temperature": fit_temperature(probabilities, labels).temperature,
     }
+    return metrics, calibrated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,16 +231,23 @@ def main(argv: list[str] | None = None) -> int:
     folds = parse_folds(args.folds) if args.folds else default_folds(split)
     with tempfile.TemporaryDirectory() as scratch:
         work_dir = args.work_dir or Path(scratch)
-        fold_scores = []
+        results = []
         for number, held_out in enumerate(folds):
             print(f"crossval: fold {number + 1}/{len(folds)}, holding out {held_out}")
             folder = work_dir / f"fold{number}"
             folder.mkdir(parents=True, exist_ok=True)
-            fold_scores.append(run_fold(config, split, held_out, folder))
+            results.append(run_fold(config, split, held_out, folder))
+    fold_scores = [result.crops for result in results]
+    served = {video_id: video for result in results for video_id, video in result.served.items()}
     pooled = pooled_scores(fold_scores)
     metrics = summary(pooled, config.aggregation)
+    metrics.update(served_metrics(served))
+    reliability = None
     try:
-        metrics.update(calibration_metrics(fold_scores))
+        calibration, calibrated = calibration_metrics(fold_scores)
+        metrics.update(calibration)
+        curves = {"as trained": pooled.probabilities, "cross-fitted temperature": calibrated}
+        reliability = reliability_figure(pooled.labels, curves)
     except ValueError as error:  # a fold with faces of one class only
         print(f"crossval: calibration not measured: {error}")
     videos = video_probabilities(pooled, config.aggregation)
@@ -171,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             video_id: {"label": label, "fake_probability": p}
             for video_id, (label, p) in videos.items()
         },
+        "served": {video_id: dataclasses.asdict(video) for video_id, video in served.items()},
     }
     args.output.write_text(json.dumps(report, indent=1))
     params = {
@@ -185,13 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     with start_tracked_run(f"{config.experiment}-crossval", None, params) as run:
         run.log_metrics(metrics, step=0)
         run.log_artifact(args.output, "crossval")
+        if reliability is not None:
+            run.log_figure(reliability, "plots/reliability.png")
     print(
         f"crossval: {metrics['real_videos']} real / {metrics['fake_videos']} fake videos; "
         f"video AUC {metrics['video_auc']:.3f} [{metrics['video_auc_low']:.3f}, "
         f"{metrics['video_auc_high']:.3f}], frame AUC {metrics['frame_auc']:.3f} "
         f"[{metrics['frame_auc_low']:.3f}, {metrics['frame_auc_high']:.3f}], video EER "
         f"{metrics['video_eer']:.3f} [{metrics['video_eer_low']:.3f}, "
-        f"{metrics['video_eer_high']:.3f}]; face ECE {metrics.get('face_ece', float('nan')):.3f}"
+        f"{metrics['video_eer_high']:.3f}]; served (person rule) video AUC "
+        f"{metrics.get('served_video_auc', float('nan')):.3f} against "
+        f"{metrics.get('served_mean_video_auc', float('nan')):.3f} for the mean; face ECE "
+        f"{metrics.get('face_ece', float('nan')):.3f}"
         f" -> {metrics.get('face_ece_calibrated', float('nan')):.3f} cross-fitted (temperature "
         f"{metrics.get('calibration_temperature', float('nan')):.2f}); wrote {args.output}"
     )

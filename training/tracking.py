@@ -36,6 +36,10 @@ class TrackedRun:
     def log_artifact(self, path: Path, artifact_path: str) -> None:
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    def log_figure(self, figure, artifact_file: str) -> None:
+        """A matplotlib figure as an image artifact, e.g. "plots/reliability.png"."""
+        mlflow.log_figure(figure, artifact_file)
+
 
 @contextmanager
 def start_tracked_run(

@@ -45,7 +45,7 @@ from model.network import (
     save_checkpoint,
 )
 from training.augment import AugmentConfig
-from training.calibration import fit_temperature, reliability_figure
+from training.calibration import fit_temperature, reliability_figure, with_temperature
 from training.data_dir import load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
@@ -104,6 +104,9 @@ class TrainConfig:
     # and store it in the checkpoint; "none": leave the scores as trained (cross-validation
     # folds, whose validation faces are the held-out people being measured).
     calibration: str = "temperature"
+    # With no validation split to fit one on: the temperature `make crossval` fitted on this
+    # recipe's out-of-fold faces (its calibration_temperature), stored in the checkpoint.
+    recipe_temperature: float | None = None
     augment: dict | None = None  # AugmentConfig fields (YAML only)
     self_blend: dict | None = None  # SelfBlendConfig fields (YAML only)
     experiment: str = "deepfake-serve"
@@ -143,6 +146,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise SystemExit(
             f"train: calibration must be temperature or none, got {config.calibration}"
         )
+    if config.recipe_temperature is not None and config.recipe_temperature <= 0:
+        raise SystemExit(f"train: recipe_temperature must be > 0, got {config.recipe_temperature}")
     if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
         raise SystemExit(f"train: checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
     for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
@@ -474,8 +479,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         processes.barrier()
         if not processes.is_main:
             return unwrap(network)
-        if best_scores is not None and config.calibration == "temperature":
-            calibrate(output_dir / BEST_WEIGHTS, best_scores, run)
+        if config.calibration == "temperature":
+            calibrate(output_dir / BEST_WEIGHTS, best_scores, config.recipe_temperature, run)
         version = log_checkpoint_and_register(
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
         )
@@ -497,32 +502,40 @@ def _ranking(metrics: dict[str, float]) -> tuple[float, float, float]:
     return known(metrics["val_video_auc"]), known(metrics["val_frame_auc"]), -metrics["val_loss"]
 
 
-def calibrate(checkpoint: Path, scores: CropScores, run) -> None:
-    """Fit the temperature on the kept checkpoint's validation faces, store it in the
-    checkpoint's settings, and log it, the ECE before and after, and a reliability plot."""
-    try:
-        fitted = fit_temperature(scores.probabilities, scores.labels)
-    except ValueError as error:
-        print(f"train: not calibrated: {error}")
+def calibrate(
+    checkpoint: Path, scores: CropScores | None, recipe_temperature: float | None, run
+) -> None:
+    """Store a temperature in the checkpoint's settings: fitted on the kept checkpoint's
+    validation faces (logged with the ECE before and after and a reliability plot), or,
+    without validation faces, the recipe's from cross-validation."""
+    if scores is not None:
+        try:
+            fitted = fit_temperature(scores.probabilities, scores.labels)
+        except ValueError as error:
+            print(f"train: not calibrated: {error}")
+            return
+        temperature, described = fitted.temperature, fitted.describe("validation")
+        run.log_metrics(
+            {"val_face_ece": fitted.ece_before, "val_face_ece_calibrated": fitted.ece_after},
+            step=0,
+        )
+        curves = {
+            "as trained": scores.probabilities,
+            f"temperature {temperature:.2f}": with_temperature(scores.probabilities, temperature),
+        }
+        run.log_figure(reliability_figure(scores.labels, curves), "plots/reliability.png")
+    elif recipe_temperature is not None:
+        temperature = recipe_temperature
+        described = (
+            f"temperature {temperature:.3f} from cross-validating this recipe (make crossval: "
+            "fitted on out-of-fold faces of held-out people, not on this model's)"
+        )
+    else:
         return
     network, settings = load_checkpoint(checkpoint)
-    calibrated = dataclasses.replace(
-        settings, temperature=fitted.temperature, calibration=fitted.describe("validation")
-    )
+    calibrated = dataclasses.replace(settings, temperature=temperature, calibration=described)
     save_checkpoint(network, calibrated, checkpoint)
-    run.log_metrics(
-        {
-            "calibration_temperature": fitted.temperature,
-            "val_face_ece": fitted.ece_before,
-            "val_face_ece_calibrated": fitted.ece_after,
-        },
-        step=0,
-    )
-    figure = reliability_figure(scores.probabilities, scores.labels, fitted.temperature)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "reliability.png"
-        figure.savefig(path, dpi=100)
-        run.log_artifact(path, "plots")
+    run.log_metrics({"calibration_temperature": temperature}, step=0)
     print(f"train: calibrated, {calibrated.calibration}")
 
 
