@@ -142,6 +142,17 @@ def enlarged_square_box(box: FaceBox, frame_width: int, frame_height: int, scale
     return FaceBox(x0, y0, x0 + side, y0 + side)
 
 
+def box_in_crop(box: FaceBox, crop_box: FaceBox, crop_size: int) -> FaceBox:
+    """Where the detector's `box` lies in the crop cut at `crop_box` and resized to `crop_size`."""
+    scale = crop_size / crop_box.width
+    return FaceBox(
+        round((box.x0 - crop_box.x0) * scale),
+        round((box.y0 - crop_box.y0) * scale),
+        round((box.x1 - crop_box.x0) * scale),
+        round((box.y1 - crop_box.y0) * scale),
+    )
+
+
 def crop_face(rgb: np.ndarray, crop_box: FaceBox, size: int) -> np.ndarray:
     """Cut `crop_box` out of the frame and resize it to (size, size, 3) uint8."""
     return resize_square(rgb[crop_box.y0 : crop_box.y1, crop_box.x0 : crop_box.x1], size)

@@ -19,7 +19,7 @@ import cv2
 import dlib
 import numpy as np
 
-from model.faces import FaceBox
+from model.faces import FaceBox, box_in_crop
 from model.pipeline import Face, FrameFaces
 
 
@@ -108,7 +108,7 @@ class FaceDescriber:
         self.computed = 0  # descriptors computed so far (what tracking cost)
 
     def __call__(self, face: Face) -> np.ndarray:
-        box = _box_in_crop(face)
+        box = box_in_crop(face.box, face.crop_box, face.crop.shape[0])
         rect = dlib.rectangle(box.x0, box.y0, box.x1 - 1, box.y1 - 1)
         crop = np.ascontiguousarray(face.crop)
         shape = self._shapes(crop, rect)
@@ -219,23 +219,11 @@ def _similar(a: Face, b: Face) -> float:
 
 
 def _histogram(face: Face) -> np.ndarray:
-    box = _box_in_crop(face)
+    box = box_in_crop(face.box, face.crop_box, face.crop.shape[0])
     region = face.crop[max(0, box.y0) : box.y1, max(0, box.x0) : box.x1]
     hsv = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
     return cv2.normalize(histogram, histogram)
-
-
-def _box_in_crop(face: Face) -> FaceBox:
-    """The detector's box in the crop's pixels."""
-    scale = face.crop.shape[0] / face.crop_box.width
-    origin = face.crop_box
-    return FaceBox(
-        round((face.box.x0 - origin.x0) * scale),
-        round((face.box.y0 - origin.y0) * scale),
-        round((face.box.x1 - origin.x0) * scale),
-        round((face.box.y1 - origin.y0) * scale),
-    )
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:

@@ -41,8 +41,8 @@ def quality_flags(
                 "later frames were not analysed",
             )
         )
-    if found and median(max(f.box.width, f.box.height) for f in found) < settings.input_size:
-        side = median(max(f.box.width, f.box.height) for f in found)
+    side = median(max(f.box.width, f.box.height) for f in found) if found else None
+    if side is not None and side < settings.input_size:
         flags.append(
             QualityFlag(
                 "small_faces",

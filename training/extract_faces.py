@@ -25,12 +25,12 @@ from tqdm import tqdm
 
 from model.config import add_arguments, from_arguments
 from model.errors import DeepfakeServeError
-from model.faces import DetectorConfig, FaceDetector, make_detector
+from model.faces import DetectorConfig, FaceDetector, box_in_crop, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
 from model.video import SamplingConfig
 from protocol.wire import find_videos
-from training.landmarks import LandmarkPredictor, box_in_crop
+from training.landmarks import LandmarkPredictor
 
 LABELS = ("real", "fake")
 FACES_FILE = "faces.json"

@@ -34,14 +34,3 @@ class LandmarkPredictor:
         rect = dlib.rectangle(box.x0, box.y0, box.x1 - 1, box.y1 - 1)
         shape = self._predictor(np.ascontiguousarray(rgb), rect)
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
-
-
-def box_in_crop(box: FaceBox, crop_box: FaceBox, crop_size: int) -> FaceBox:
-    """Where the detector's `box` lies in the crop cut at `crop_box` and resized to `crop_size`."""
-    scale = crop_size / crop_box.width
-    return FaceBox(
-        round((box.x0 - crop_box.x0) * scale),
-        round((box.y0 - crop_box.y0) * scale),
-        round((box.x1 - crop_box.x0) * scale),
-        round((box.y1 - crop_box.y0) * scale),
-    )
