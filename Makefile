@@ -143,8 +143,8 @@ mlflow-server: setup  ## shared tracking server: MLFLOW_TRACKING_URI=http://$(ML
 kserve-bundle: archive  ## lay out $(KSERVE_STORAGE) (config/ + model-store/) for KServe's STORAGE_URI
 	$(PY) -m deploy.kserve.bundle --mar $(MAR) --output $(KSERVE_STORAGE)
 
-kserve-validate: tools  ## check deploy/kserve/inferenceservice.yaml against the KServe SDK's models
-	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice.yaml
+kserve-validate: tools  ## check deploy/kserve/inferenceservice*.yaml against the KServe SDK's models
+	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice*.yaml
 
 test: setup tools browser lint  ## the whole suite except tests marked slow (what CI runs)
 	$(PY) -m pytest -m "not slow"

@@ -30,24 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import cv2
 import psutil
 import torch
 import yaml
 
+from benchmarks.footage import CLIPS, make_clip
 from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.cpu import cpu_flags, cpu_model
 from model.network import ModelSettings
 from model.runtime import BASELINE_PATH, candidate_paths
-from support.samples import SAMPLE_DATA
-from support.torchserve import RunningServer, random_checkpoint, serving, worker_processes
+from support.torchserve import RunningServer, serving, worker_processes
+from support.weights import random_checkpoint
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_VIDEO = SAMPLE_DATA / "videos" / "real" / "a_wolfgang_c1.mp4"
-CLIP_DIR = REPO / "benchmarks" / "clips"
-# name -> (width, height, seconds) at 30 fps
-CLIPS = {"1080p": (1920, 1080, 10), "4k": (3840, 2160, 10), "720p-60s": (1280, 720, 60)}
 # The straightforward path: every frame decoded, then dlib's RGB HOG with one upsampling on each
 # sampled frame, then torch fp32 NCHW on all of a short clip's crops in one forward pass, with
 # glibc's malloc as it comes (the worker never tunes it for a torch path; said here as well, so
@@ -79,31 +73,6 @@ class ClipResult:
     def p95_s(self) -> float:
         ordered = sorted(self.latencies_s)
         return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def make_clip(name: str) -> Path:
-    """An H.264 clip (B-frames, as cameras and phones write) of the sample video's face,
-    upscaled; cached, since encoding 4K takes a minute."""
-    width, height, seconds = CLIPS[name]
-    path = CLIP_DIR / f"{name}.mp4"
-    if path.is_file():
-        return path
-    CLIP_DIR.mkdir(parents=True, exist_ok=True)
-    with av.open(str(SAMPLE_VIDEO)) as source:
-        frames = [frame.to_ndarray(format="rgb24") for frame in source.decode(video=0)]
-    cycle = frames + frames[::-1]  # forwards then backwards: motion without a jump
-    partial = path.with_suffix(".partial.mp4")
-    with av.open(str(partial), mode="w") as output:
-        stream = output.add_stream("libx264", rate=30, options={"preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(30 * seconds):
-            rgb = cv2.resize(
-                cycle[index % len(cycle)], (width, height), interpolation=cv2.INTER_CUBIC
-            )
-            output.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        output.mux(stream.encode(None))
-    partial.rename(path)
-    return path
 
 
 def variant_config(overrides: dict[str, dict]) -> dict:
@@ -273,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| clip | path | median s | vs baseline | p95 s | decode ms | detect ms | classify ms "
-        "| peak RSS MB |"
+        "| track ms | peak RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in clips:
         baseline_s = results["baseline"][name].median_s
         for label, by_clip in results.items():
@@ -285,11 +254,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {name} | {label} ({paths[label]}) | {result.median_s:.2f} | "
                 f"{baseline_s / result.median_s:.1f}x | {result.p95_s:.2f} | "
                 f"{stage.get('decode', 0):.0f} | {stage.get('detect', 0):.0f} | "
-                f"{stage.get('classify', 0):.0f} | {result.peak_rss_mb:.0f} |"
+                f"{stage.get('classify', 0):.0f} | {stage.get('track', 0):.0f} | "
+                f"{result.peak_rss_mb:.0f} |"
             )
     for label, rates in throughput.items():
         for workers, rate in rates.items():
             print(f"bench: {label}, {workers} worker(s): {rate:.1f} videos/min ({first})")
+    for name, result in results["shipped"].items():
+        # Linking faces into people (and any face descriptors it needed) after classification.
+        track_s = result.stage_ms.get("track", 0.0) / 1000
+        added = 100 * track_s / (result.median_s - track_s)
+        print(
+            f"bench: people tracking {1000 * track_s:.0f} ms of the {result.median_s:.2f} s "
+            f"median on {name}: +{added:.1f}% over the rest of the request"
+        )
     shipped, baseline = results["shipped"][first], results["baseline"][first]
     peak = max(result.peak_rss_mb for result in results["shipped"].values())
     print(

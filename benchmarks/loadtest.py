@@ -34,7 +34,8 @@ from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.network import ModelSettings
 from support.bad_inputs import CORPUS, Case
 from support.samples import SAMPLE_DATA
-from support.torchserve import RunningServer, random_checkpoint, serving, worker_processes
+from support.torchserve import RunningServer, serving, worker_processes
+from support.weights import random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VIDEOS = SAMPLE_DATA / "videos"

@@ -17,6 +17,7 @@ from ts.metrics.dimension import Dimension
 
 from handler.inputs import RequestError, analysis_request, kserve_v1_instance, video_bytes
 from model.config import load_config
+from model.device import worker_gpu
 from model.errors import VideoInputError, VideoLimitError
 from model.service import Analysis, DetectorService
 from protocol.wire import error_body
@@ -35,12 +36,14 @@ class DeepfakeHandler:
     """TorchServe's entry points: `initialize(context)` once per worker, `handle` per batch."""
 
     def initialize(self, context: Any) -> None:
-        model_dir = Path(context.system_properties["model_dir"])
+        properties = context.system_properties
         self.service = DetectorService.from_archive(
-            model_dir,
+            Path(properties["model_dir"]),
             context.manifest["model"]["serializedFile"],
             load_config(context.model_yaml_config),
             running_workers(),
+            # Set only where config.properties gives the model GPUs (number_of_gpu).
+            worker_gpu(properties.get("gpu_id")),
         )
         self.model_name = context.model_name
         self.initialized = True

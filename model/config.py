@@ -38,6 +38,7 @@ class EngineConfig:
     inference_path: str = "auto"
     torch_threads: int | str = "auto"  # auto: usable cores shared evenly among the workers
     crops_per_batch: int = 4  # face crops per forward pass (not TorchServe's batchSize)
+    cuda_crops_per_batch: int = 64  # the same on a GPU, which wants far larger batches
     # Let the decoder skip unsampled frames that no other frame refers to (same pixels).
     skip_unsampled_frames: bool = True
     # Decode and detect in two more threads while the network classifies (2+ cores only).
@@ -51,8 +52,9 @@ class EngineConfig:
             isinstance(self.torch_threads, str) or self.torch_threads < 1
         ):
             raise ConfigError(f"torch_threads must be auto or at least 1, got {self.torch_threads}")
-        if self.crops_per_batch < 1:
-            raise ConfigError(f"crops_per_batch must be at least 1, got {self.crops_per_batch}")
+        for name in ("crops_per_batch", "cuda_crops_per_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -42,23 +42,6 @@ def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     return bool(BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(requested: str) -> str:
-    """ "auto" becomes "bf16" on CPUs with native bf16 and "fp32" elsewhere."""
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
-    if requested == "auto":
-        return "bf16" if has_native_bf16() else "fp32"
-    return requested
-
-
-def autocast(precision: str) -> torch.autocast:
-    """CPU autocast to bf16 when `precision` is "bf16"; a no-op context for "fp32"."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def limit_library_threads(threads: int) -> None:
     """Cap the thread pools that otherwise use every core in each process: torch's intra-op
     pool (crop normalization, the torch engines) and OpenCV's (resizing, colour conversion).

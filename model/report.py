@@ -33,7 +33,9 @@ class ModelInfo:
     input_size: int
     inference_path: str  # the engine the worker chose for this CPU (model/runtime.py PATHS)
     precision: str  # what that engine computes in: "fp32", "bf16" or "int8"
-    path_chosen_by: str  # "configured", "cpu flags" or "measured" (timed at worker start)
+    path_chosen_by: str  # "configured", "cpu flags", "gpu" or "measured" (timed at start)
+    # (1.1) Where the network runs: "cpu" or the worker's GPU, "cuda:0 (NVIDIA H200)".
+    device: str
     detector: str
     # Each candidate path's speed when they were timed at worker start (images/s); else empty.
     measured_images_per_s: dict[str, float]

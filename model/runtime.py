@@ -12,13 +12,16 @@ that turns a normalized batch into logits changes:
 * `openvino-bf16`: the same in bf16, only sensible with native bf16 (elsewhere OpenVINO keeps
   fp32, and the worker reports the precision it really got);
 * `openvino-int8`: an OpenVINO model quantized at archive time (`training.quantize`, NNCF
-  calibrated on training faces, checked on the validation videos) and shipped in the archive.
+  calibrated on training faces, checked on the validation videos) and shipped in the archive;
+* `cuda-bf16`, `cuda-fp16`, `cuda-fp32`: the torch network on the worker's GPU (TorchServe's
+  `gpu_id`, else cuda:0), channels_last, with bf16 or fp16 autocast.
 
 `candidate_paths("auto")` says what is worth running on this CPU, from its flags: on CPUs
 without native bf16 (measured here) OpenVINO int8 when the archive holds a checked int8 model,
 else OpenVINO fp32; on CPUs with native bf16 torch bf16, OpenVINO bf16 and int8 when archived,
-and `choose_classifier` times them at worker start and keeps the fastest. What each path
-measured on which CPU: docs/performance.md.
+and `choose_classifier` times them at worker start and keeps the fastest. A worker TorchServe
+gave a GPU runs `cuda-<the GPU's native half precision>`. What each path measured on which
+machine: docs/performance.md.
 A comma-separated list of paths is measured the same way.
 """
 
@@ -38,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.cpu import autocast, has_native_bf16
+from model.cpu import has_native_bf16
+from model.device import CPU, autocast, cuda_device_count, cuda_half
 from model.network import ModelSettings
 
 PATHS = (
@@ -48,6 +52,9 @@ PATHS = (
     "openvino-fp32",
     "openvino-bf16",
     "openvino-int8",
+    "cuda-fp32",
+    "cuda-fp16",
+    "cuda-bf16",
 )
 BASELINE_PATH = "torch-fp32"
 INT8_MODEL_NAME = "classifier-int8.xml"  # in the archive, beside its weights classifier-int8.bin
@@ -67,10 +74,17 @@ class InferencePath:
 
 
 def candidate_paths(
-    requested: str, flags: frozenset[str] | None = None, int8_available: bool = False
+    requested: str,
+    flags: frozenset[str] | None = None,
+    int8_available: bool = False,
+    gpu: torch.device | None = None,
+    bf16_supported: bool | None = None,
 ) -> tuple[InferencePath, ...]:
-    """The paths to try for `requested`: "auto" (what suits this CPU, see the module's doc),
-    one path, or a comma-separated list of paths. More than one: measured at worker start."""
+    """The paths to try for `requested`: "auto" (the worker's `gpu` when it has one, else what
+    suits this CPU, see the module's doc), one path, or a comma-separated list of paths. More
+    than one: measured at worker start."""
+    if requested == "auto" and gpu is not None:
+        return (InferencePath(f"cuda-{cuda_half(gpu, bf16_supported)}"),)
     if requested == "auto":
         int8 = ("openvino-int8",) if int8_available else ()
         if has_native_bf16(flags):
@@ -87,25 +101,28 @@ def candidate_paths(
 
 
 class TorchClassifier(nn.Module):
-    """The torch network behind the classifier interface: logits for a batch, in fp32."""
+    """The torch network behind the classifier interface: a CPU batch in, its fp32 logits
+    back on the CPU, whichever device computes them."""
 
-    def __init__(self, network: nn.Module, path: InferencePath) -> None:
+    def __init__(self, network: nn.Module, path: InferencePath, device: torch.device = CPU) -> None:
         super().__init__()
-        self.channels_last = path.name.endswith("-cl")
+        self.device = device
+        self.channels_last = path.name.endswith("-cl") or device.type == "cuda"
         self.precision = path.precision
         # A copy: `Module.to` converts in place, and the caller's network (other paths timed
-        # beside this one, Grad-CAM) must stay as it was.
+        # beside this one, Grad-CAM on the CPU) must stay as it was.
         self.network = (
-            copy.deepcopy(network).to(memory_format=torch.channels_last)
+            copy.deepcopy(network).to(device, memory_format=torch.channels_last)
             if self.channels_last
             else network
         )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(self.precision):
-            return self.network(batch).float()
+        with autocast(self.precision, self.device.type):
+            return self.network(batch).float().cpu()
 
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
@@ -156,6 +173,8 @@ class OpenVinoClassifier(nn.Module):
     "fp32" or "bf16" for the inference precision of a float model, "int8" for a quantized one
     (its layers left in float run in fp32, as the int8 check measured them)."""
 
+    device = CPU
+
     def __init__(self, model: Any, threads: int, precision: str = "fp32") -> None:
         super().__init__()
         self._model = model
@@ -190,10 +209,11 @@ def prepare_classifier(
     path: InferencePath,
     threads: int,
     int8_model: Path | None = None,
+    gpu: torch.device | None = None,
 ) -> nn.Module:
     """A module whose forward maps a normalized (N, 3, S, S) batch to (N, 2) fp32 logits and
     whose `precision` says what it computes in. `int8_model`: the quantized OpenVINO model
-    (.xml) the `openvino-int8` path runs."""
+    (.xml) the `openvino-int8` path runs; `gpu`: the CUDA device of the `cuda-*` paths."""
     if path.name == "openvino-int8":
         if int8_model is None:
             raise ValueError(
@@ -203,7 +223,12 @@ def prepare_classifier(
         return OpenVinoClassifier(_openvino_core().read_model(int8_model), threads, "int8")
     if path.runtime == "openvino":
         return OpenVinoClassifier(convert_to_openvino(network, settings), threads, path.precision)
-    classifier = TorchClassifier(network, path)
+    device = CPU
+    if path.runtime == "cuda":
+        if gpu is None and cuda_device_count() == 0:
+            raise ValueError(f"inference path {path.name} needs a CUDA GPU; none is visible here")
+        device = gpu or torch.device("cuda", 0)
+    classifier = TorchClassifier(network, path, device)
     classifier.set_threads(threads)
     return classifier
 
@@ -228,19 +253,20 @@ def choose_classifier(
     int8_model: Path | None = None,
     flags: frozenset[str] | None = None,
     rounds: int = 3,
+    gpu: torch.device | None = None,
 ) -> ChosenClassifier:
     """Build the candidate paths for `requested`, each warmed up on `example` (a normalized
     micro-batch). With several, time `rounds` forwards of each, interleaved so a busy moment
     hits them alike, and keep the one with the shortest median; the others are let go."""
-    candidates = candidate_paths(requested, flags, int8_model is not None)
+    candidates = candidate_paths(requested, flags, int8_model is not None, gpu)
     builds = {}
     for path in candidates:
-        classifier = prepare_classifier(network, settings, path, threads, int8_model)
+        classifier = prepare_classifier(network, settings, path, threads, int8_model, gpu)
         _timed_forward(classifier, example)  # warm-up: first-call allocations, JIT kernels
         builds[path] = classifier
     if len(candidates) == 1:
         path = candidates[0]
-        how = "cpu flags" if requested == "auto" else "configured"
+        how = "configured" if requested != "auto" else "gpu" if gpu else "cpu flags"
         return ChosenClassifier(path, builds[path], how)
     seconds: dict[InferencePath, list[float]] = {path: [] for path in candidates}
     for _ in range(rounds):

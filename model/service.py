@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from model.config import ServiceConfig
 from model.cpu import cpu_model, limit_library_threads, usable_cores
+from model.device import describe
 from model.errors import CheckpointError
 from model.explain import grad_cam
 from model.faces import make_detector
@@ -27,7 +29,7 @@ from model.people import FaceDescriber, link_people
 from model.pipeline import Face, score_video
 from model.quality import quality_flags
 from model.report import ModelInfo, explanation_report, verdict_report
-from model.runtime import INT8_MODEL_NAME, choose_classifier
+from model.runtime import INT8_MODEL_NAME, candidate_paths, choose_classifier
 from model.tensors import crops_to_batch
 from model.verdict import VideoVerdict, verdict
 from model.video import VideoSource
@@ -70,6 +72,7 @@ class DetectorService:
         checkpoint_sha256: str,
         int8_model: Path | None = None,
         workers: int = 1,
+        gpu: torch.device | None = None,
     ) -> None:
         self.network, self.settings, self.config = network, settings, config
         self.threads = self._thread_share(workers)
@@ -77,7 +80,10 @@ class DetectorService:
         # Warm-up here, never on a user's request: one full micro-batch per candidate path,
         # which also times them where more than one is worth trying on this CPU.
         engine = config.engine
-        blank = [np.zeros((settings.input_size,) * 2 + (3,), np.uint8)] * engine.crops_per_batch
+        candidates = candidate_paths(engine.inference_path, None, int8_model is not None, gpu)
+        on_gpu = all(path.runtime == "cuda" for path in candidates)
+        self.crops_per_batch = engine.cuda_crops_per_batch if on_gpu else engine.crops_per_batch
+        blank = [np.zeros((settings.input_size,) * 2 + (3,), np.uint8)] * self.crops_per_batch
         chosen = choose_classifier(
             engine.inference_path,
             network,
@@ -85,6 +91,7 @@ class DetectorService:
             self.threads,
             crops_to_batch(blank, settings),
             int8_model,
+            gpu=gpu,
         )
         self.path, self.classifier = chosen.path, chosen.classifier
         # After the paths were timed, before any frame is decoded, and for OpenVINO only: torch
@@ -104,6 +111,7 @@ class DetectorService:
             inference_path=self.path.name,
             precision=self.classifier.precision,
             path_chosen_by=chosen.chosen_by,
+            device=describe(self.classifier.device),
             detector=self.detector.name,
             measured_images_per_s={n: round(r, 1) for n, r in chosen.images_per_s.items()},
             calibration=(
@@ -130,17 +138,27 @@ class DetectorService:
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path, config: ServiceConfig | None = None, workers: int = 1
+        cls,
+        path: Path,
+        config: ServiceConfig | None = None,
+        workers: int = 1,
+        gpu: torch.device | None = None,
     ) -> DetectorService:
         network, settings = load_checkpoint(path)
-        return cls(network, settings, config or ServiceConfig(), file_sha256(path), workers=workers)
+        config = config or ServiceConfig()
+        return cls(network, settings, config, file_sha256(path), workers=workers, gpu=gpu)
 
     @classmethod
     def from_archive(
-        cls, model_dir: Path, weights_name: str, config: ServiceConfig, workers: int = 1
+        cls,
+        model_dir: Path,
+        weights_name: str,
+        config: ServiceConfig,
+        workers: int = 1,
+        gpu: torch.device | None = None,
     ) -> DetectorService:
         """From an unpacked .mar (a worker's model_dir): every file archive.json records is
-        checked against its sha256 first."""
+        checked against its sha256 first. `gpu`: the worker's CUDA device, if it has one."""
         archived = read_archive_info(model_dir)
         weights = model_dir / weights_name
         sha256 = _verified_sha256(weights, archived["checkpoint_sha256"])
@@ -149,7 +167,7 @@ class DetectorService:
             _verified_sha256(model_dir / name, recorded)
         network, settings = load_checkpoint(weights)
         int8_model = model_dir / INT8_MODEL_NAME if int8_files else None
-        return cls(network, settings, config, sha256, int8_model, workers)
+        return cls(network, settings, config, sha256, int8_model, workers, gpu)
 
     def share_cores(self, workers: int) -> None:
         """This worker's share of the cores when `workers` run beside it (operators scale
@@ -176,7 +194,7 @@ class DetectorService:
             self.settings,
             config.sampling,
             self.detector,
-            engine.crops_per_batch,
+            self.crops_per_batch,  # the engine is the service's, never a request's
             config.limits,
             engine.skip_unsampled_frames,
             # Overlap only with 2+ cores to this worker: on one the threads would take turns.

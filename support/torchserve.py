@@ -18,10 +18,8 @@ from pathlib import Path
 
 import psutil
 import requests
-import torch
 
 from client.api import DeepfakeClient, ServerAddress
-from model.network import ModelSettings, build_model, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
@@ -148,14 +146,6 @@ def serving(
         yield server
     finally:
         stop_server(server)
-
-
-def random_checkpoint(path: Path, settings: ModelSettings) -> Path:
-    """Seeded random Xception weights in the training checkpoint format: serving, timing and
-    robustness checks need the format and the input size, not trained weights."""
-    torch.manual_seed(0)
-    save_checkpoint(build_model(settings).eval(), settings, path)
-    return path
 
 
 def stop_server(server: RunningServer) -> None:

@@ -92,7 +92,7 @@ V2_PATHS = "openvino-int8,torch-fp32"
 def served_checkpoint(tmp_path_factory) -> Path:
     """Random Xception weights at 160 px in the training checkpoint format."""
     from model.network import ModelSettings
-    from support.torchserve import random_checkpoint
+    from support.weights import random_checkpoint
 
     settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
     return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from deploy.archive import DEFAULT_CONFIG, build_archive
@@ -18,7 +19,7 @@ from handler.deepfake_handler import DeepfakeHandler
 from model.config import ConfigError
 from model.errors import CheckpointError
 from model.network import ModelSettings
-from support.torchserve import random_checkpoint
+from support.weights import random_checkpoint
 
 
 @dataclass
@@ -43,10 +44,12 @@ class FakeContext:
     content_types: dict[int, str] = field(default_factory=dict)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
     model_name: str = "deepfake"
+    gpu_id: int | None = None  # TorchServe sets it only where the model has GPUs
 
     @property
     def system_properties(self) -> dict[str, Any]:
-        return {"model_dir": str(self.model_dir)}
+        gpu = {} if self.gpu_id is None else {"gpu_id": self.gpu_id}
+        return {"model_dir": str(self.model_dir), **gpu}
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -173,3 +176,20 @@ def test_a_damaged_archive_is_refused_at_start(model_dir, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"the \.mar is damaged; rebuild it"):
         DeepfakeHandler().initialize(FakeContext(damaged))
+
+
+def test_a_worker_serves_on_the_gpu_torchserve_gives_it_or_on_the_cpu(
+    handler, model_dir, one_face_video
+):
+    context = FakeContext(model_dir, headers=[{"X-Deepfake-Frames": "1"}])
+    rows = [{"body": bytearray(one_face_video.path.read_bytes())}]
+    on_cpu = json.loads(handler.handle(rows, context)[0])["model"]
+    assert on_cpu["device"] == "cpu" and not on_cpu["inference_path"].startswith("cuda")
+    given = DeepfakeHandler()
+    given.initialize(FakeContext(model_dir, gpu_id=0))
+    model = json.loads(given.handle(rows, context)[0])["model"]
+    if torch.cuda.is_available():
+        assert model["device"].startswith("cuda:0") and model["inference_path"].startswith("cuda")
+        assert model["path_chosen_by"] == "gpu"
+    else:  # a gpu_id with no CUDA here: served on the CPU, not refused
+        assert model["device"] == "cpu" and model["inference_path"] == on_cpu["inference_path"]

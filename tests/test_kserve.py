@@ -25,12 +25,14 @@ from deploy.kserve.bundle import (
 )
 from deploy.ts_config import read_properties
 from model.network import ModelSettings, file_sha256
-from support.torchserve import random_checkpoint, serving
+from support.torchserve import serving
+from support.weights import random_checkpoint
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice.yaml"
+GPU_MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice-gpu.yaml"
 VALIDATE = REPO / "deploy" / "kserve" / "validate.py"
 TOOLS_PYTHON = REPO / ".venv-tools" / "bin" / "python"
 # The harness sets these itself (free loopback ports, the test's own store and metrics file).
@@ -104,7 +106,7 @@ def verdicts(tools_python, manifest, tmp_path_factory) -> dict[str, str]:
     """validate.py's line for the shipped manifest ("shipped") and for each BROKEN copy, from
     one run of the tools venv (importing the SDK takes seconds)."""
     folder = tmp_path_factory.mktemp("manifests")
-    paths = {"shipped": MANIFEST}
+    paths = {"shipped": MANIFEST, "gpu": GPU_MANIFEST}
     for name, (breaks, _) in BROKEN.items():
         broken = yaml.safe_load(MANIFEST.read_text())
         breaks(broken)
@@ -125,6 +127,22 @@ def verdicts(tools_python, manifest, tmp_path_factory) -> dict[str, str]:
 
 def test_the_manifest_validates_against_the_kserve_sdk(verdicts):
     assert verdicts["shipped"].startswith(f"valid: {MANIFEST}: an InferenceService by the kserve")
+
+
+def test_the_gpu_manifest_is_the_manifest_with_a_gpu_per_pod(verdicts):
+    assert verdicts["gpu"].startswith(f"valid: {GPU_MANIFEST}: an InferenceService by the kserve")
+    gpu = yaml.safe_load(GPU_MANIFEST.read_text())
+    (container,) = gpu["spec"]["predictor"]["containers"]
+    resources = container.pop("resources")
+    assert resources["requests"] == resources["limits"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1"
+    assert container.pop("env")[1:] == [{"name": "TS_NUMBER_OF_GPU", "value": "1"}]
+    assert gpu["spec"]["predictor"].pop("tolerations")[0]["key"] == "nvidia.com/gpu"
+    assert gpu["metadata"].pop("name") == "deepfake-gpu"
+    cpu = yaml.safe_load(MANIFEST.read_text())
+    (cpu_container,) = cpu["spec"]["predictor"]["containers"]
+    del cpu_container["resources"], cpu_container["env"], cpu["metadata"]["name"]
+    assert gpu == cpu  # everything else is the same service
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

@@ -12,7 +12,8 @@ import pytest
 from model.quality import QualityConfig
 from model.service import AnalysisRequest, DetectorService
 from support.video_factory import encode_video, grace_hopper_rgb
-from tests.test_service import TORCH_FP32, seeded_network
+from support.weights import seeded_network
+from tests.test_service import TORCH_FP32
 
 pytestmark = pytest.mark.integration  # real and generated videos through the service: ~30 s
 

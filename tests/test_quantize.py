@@ -17,7 +17,7 @@ from model.pipeline import classify_crops, extract_faces
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
 from model.verdict import verdict
 from model.video import SamplingConfig
-from support.torchserve import random_checkpoint
+from support.weights import random_checkpoint
 from training.data_dir import load_split
 from training.dataset import FaceCrops, split_items
 from training.quantize import QuantizeConfig, build_int8, main, quantize

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import usable_cores
-from model.network import ModelSettings, build_model
 from model.service import DetectorService
 from model.video import VideoLimits
+from support.weights import seeded_network
 
 # Per-video verdicts and per-face probabilities of the seeded network below on every sample
 # video, recorded before the service existed (the pipeline called step by step). Regenerate
@@ -26,16 +25,6 @@ TORCH_FP32 = ServiceConfig(
     engine=EngineConfig(inference_path="torch-fp32"),
     verdict=VerdictConfig(aggregation="mean", uncertain_band=0.0),
 )
-
-
-def seeded_network() -> tuple[torch.nn.Module, ModelSettings]:
-    """Random Xception at 160 px with its head scaled so probabilities spread over ~0.1."""
-    settings = ModelSettings(name="deepfake-verdicts-test", input_size=160)
-    torch.manual_seed(0)
-    network = build_model(settings).eval()
-    with torch.no_grad():
-        network.last_linear[-1].weight *= 2000.0
-    return network, settings
 
 
 @pytest.fixture(scope="module")

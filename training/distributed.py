@@ -93,6 +93,17 @@ class Processes:
                 dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
                 buffer.div_(self.world_size)
 
+    def data_workers(self, requested: int | None) -> int:
+        """DataLoader processes: as configured; by default none on the CPU (they would take
+        cores from the network) and, with CUDA, this process's share of the cores (at most
+        8), leaving one for the training loop."""
+        if requested is not None:
+            return requested
+        if self.device.type != "cuda":
+            return 0
+        per_process = len(os.sched_getaffinity(0)) // max(1, torch.cuda.device_count())
+        return max(1, min(8, per_process - 1))
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.aggregation import aggregate
-from model.cpu import autocast
+from model.device import autocast
 from model.errors import VideoInputError
 from model.network import fake_probabilities_from_logits
 from model.service import DetectorService
@@ -52,7 +52,7 @@ def score_crops(
     probabilities, losses = [], []
     for batch, labels, _ in tqdm(loader, desc="score", disable=not progress, leave=False):
         batch = batch.to(device, memory_format=torch.channels_last)
-        with autocast(precision):
+        with autocast(precision, device.type):
             logits = network(batch).float().cpu()
         losses.append(nn.functional.cross_entropy(logits, labels, reduction="sum").item())
         probabilities.append(fake_probabilities_from_logits(logits, dataset.settings).numpy())

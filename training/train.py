@@ -36,7 +36,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.cpu import autocast, cpu_model, resolve_precision
+from model.cpu import cpu_model
+from model.device import autocast, describe, resolve_precision
 from model.network import (
     DEFAULT_CHECKPOINT,
     ModelSettings,
@@ -94,7 +95,9 @@ class TrainConfig:
     init: str | None = None  # checkpoint to start from (any of this project's format)
     resume: bool = False
     seed: int = 0
-    workers: int = 0  # DataLoader processes; 0 decodes in the training process
+    # DataLoader processes decoding and self-blending crops. None: 0 on the CPU (they would
+    # take cores from the network), on a GPU enough to keep it fed (data_workers).
+    workers: int | None = None
     precision: str = "auto"  # "auto": bf16 only where the CPU has it natively
     aggregation: str = "mean"
     # "best": the epoch with the best validation ranking; "last": the last epoch, for a recipe
@@ -233,7 +236,11 @@ def train_one_epoch(
     epoch: int,
     processes: Processes = ONE_PROCESS,
     frozen: tuple[str, ...] = (),
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
+    """One pass over `loader`. `scaler` scales fp16 losses so small gradients do not vanish
+    (bf16 and fp32 need none)."""
+    scaler = scaler or torch.amp.GradScaler(processes.device.type, enabled=False)
     network.train()
     freeze(network, frozen)
     total_loss, seen, started = 0.0, 0, time.perf_counter()
@@ -243,14 +250,15 @@ def train_one_epoch(
     for step, (batch, labels, _) in enumerate(bar):
         if step >= steps or (deadline and processes.any(time.time() > deadline)):
             break
-        batch = batch.to(processes.device, memory_format=torch.channels_last)
-        labels = labels.to(processes.device)
-        with autocast(precision):
+        batch = batch.to(processes.device, memory_format=torch.channels_last, non_blocking=True)
+        labels = labels.to(processes.device, non_blocking=True)
+        with autocast(precision, processes.device.type):
             logits = network(batch)
         loss = loss_function(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         total_loss += loss.item() * len(labels)
         seen += len(labels)
@@ -316,7 +324,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     image_dir = config.image_dir or split["image_dir"]
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    precision = resolve_precision(config.precision)
+    precision = resolve_precision(config.precision, processes.device)
+    on_gpu = processes.device.type == "cuda"
 
     settings = ModelSettings(name=config.name, version=config.version, input_size=config.input_size)
     network = build_model(settings)
@@ -363,7 +372,9 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         shuffle=sampler is None,
         sampler=sampler,
         generator=generator,
-        num_workers=config.workers,
+        num_workers=processes.data_workers(config.workers),
+        pin_memory=on_gpu,  # page-locked batches copy to the GPU while it computes
+        persistent_workers=processes.data_workers(config.workers) > 0,
         collate_fn=Collate(settings),
         drop_last=shard_size > config.batch_size,
     )
@@ -376,6 +387,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     total_steps = max(1, config.epochs * _steps(train_loader, config.max_steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
+    scaler = torch.amp.GradScaler(processes.device.type, enabled=precision == "fp16")
+
     state_path = output_dir / LAST_STATE
     start_epoch, best, run_id = 0, None, None
     if config.resume and state_path.is_file():
@@ -383,6 +396,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         unwrap(network).load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state.get("scaler", {}))
         start_epoch, run_id = state["epoch"] + 1, state["run_id"]
         best = tuple(state["best"]) if state["best"] is not None else None
         if processes.is_main:
@@ -396,6 +410,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         "train_fake_crops": int(train_set.labels().sum()),
         "val_crops": len(val_set),
         "torch_threads": torch.get_num_threads(),
+        "device": describe(processes.device),
+        "data_workers": processes.data_workers(config.workers),
         "world_size": processes.world_size,
         "distributed_backend": processes.backend or "",
         "init_source": settings.init_source,
@@ -427,6 +443,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 epoch,
                 processes,
                 frozen=frozen_modules(config, epoch),
+                scaler=scaler,
             )
             processes.average_buffers(network)
             out_of_time = bool(deadline) and processes.any(time.time() > deadline)
@@ -457,6 +474,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                     "network": unwrap(network).state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "epoch": epoch,
                     "best": list(best),
                     "run_id": run.run_id,
