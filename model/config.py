@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.aggregation import VerdictConfig
+from model.credentials import CredentialsConfig
 from model.faces import DetectorConfig
 from model.people import TrackingConfig
 from model.quality import QualityConfig
@@ -85,6 +86,7 @@ class ServiceConfig:
     explanations: ExplanationConfig = field(default_factory=ExplanationConfig)
     requests: RequestBounds = field(default_factory=RequestBounds)
     limits: VideoLimits = field(default_factory=VideoLimits)  # what one uploaded video may cost
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)  # C2PA reading
 
 
 def load_config(model_yaml: Mapping[str, Any] | None) -> ServiceConfig:

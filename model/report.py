@@ -15,6 +15,7 @@ import numpy as np
 
 from model.explain import heatmap_grey, overlay
 from model.pipeline import Face
+from model.provenance import Provenance
 from model.quality import QualityFlag
 from model.verdict import PersonVerdict, VideoVerdict
 from model.video import SamplingConfig
@@ -34,7 +35,7 @@ class ModelInfo:
     inference_path: str  # the engine the worker chose for this CPU (model/runtime.py PATHS)
     precision: str  # what that engine computes in: "fp32", "bf16" or "int8"
     path_chosen_by: str  # "configured", "cpu flags", "gpu" or "measured" (timed at start)
-    # (1.1) Where the network runs: "cpu" or the worker's GPU, "cuda:0 (NVIDIA H200)".
+    # (1.2) Where the network runs: "cpu" or the worker's GPU, "cuda:0 (NVIDIA H200)".
     device: str
     detector: str
     # Each candidate path's speed when they were timed at worker start (images/s); else empty.
@@ -48,6 +49,7 @@ def verdict_report(
     quality_flags: list[QualityFlag],
     sampling: SamplingConfig,
     model: ModelInfo,
+    provenance: Provenance | None = None,
     include_crops: bool = False,
 ) -> dict[str, Any]:
     """The response body for one video (schema `SCHEMA_VERSION`)."""
@@ -93,6 +95,8 @@ def verdict_report(
             "rotation": info.rotation,
             "bit_rate": info.bit_rate,
         },
+        # (1.2) Beside the verdict, never part of it: no score uses it.
+        "provenance": provenance.as_json() if provenance else None,
         "sampling": asdict(sampling),
         "model": asdict(model),
         "timing_ms": {stage: round(ms, 1) for stage, ms in verdict.timing_ms.items()},

@@ -27,6 +27,7 @@ from model.memory import return_large_buffers_to_os
 from model.network import ModelSettings, file_sha256, load_checkpoint
 from model.people import FaceDescriber, link_people
 from model.pipeline import Face, score_video
+from model.provenance import ProvenanceReader
 from model.quality import quality_flags
 from model.report import ModelInfo, explanation_report, verdict_report
 from model.runtime import INT8_MODEL_NAME, candidate_paths, choose_classifier
@@ -103,6 +104,7 @@ class DetectorService:
         )
         self.detector = make_detector(config.detector)
         self.describe = FaceDescriber()
+        self.provenance = ProvenanceReader(config.credentials)
         self.model_info = ModelInfo(
             name=settings.name,
             version=settings.version,
@@ -207,8 +209,11 @@ class DetectorService:
         faces.timing_ms["track"] = (time.perf_counter() - started) * 1000.0
         scored = verdict(faces, config.verdict, people, config.people)
         flags = quality_flags(scored, self.settings, config.quality)
+        started = time.perf_counter()
+        provenance = self.provenance.read(video)  # after decoding: only a video gets here
+        faces.timing_ms["provenance"] = (time.perf_counter() - started) * 1000.0
         body = verdict_report(
-            scored, flags, config.sampling, self.model_info, request.include_crops
+            scored, flags, config.sampling, self.model_info, provenance, request.include_crops
         )
         analysis = Analysis(scored, body)
         if request.explain_faces:

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from support.credentials import (
+    ai_video_manifest,
+    changed_after_signing,
+    damaged_manifest,
+    oversized_manifest_box,
+    signing_authority,
+)
 from support.video_factory import (
     blank_frames,
     encode_audio_only,
@@ -40,6 +47,7 @@ class Case:
     message: str | None = None
     label: str | None = None  # for 200: "no_face", or "face" for any verdict on faces
     send: str = "raw"  # raw | multipart_wrong_field | json | text
+    credentials: str | None = None  # for 200: the Content Credentials status it must read as
 
 
 def face_clip(frames: int = 12, width: int = 640) -> bytes:
@@ -93,6 +101,18 @@ def _rotated_face_clip() -> bytes:
     """Stored sideways with a display matrix saying 'turn 90 degrees' (as phones record)."""
     upright = _fit(grace_hopper_rgb(), 640, 360)
     return encode_video([np.ascontiguousarray(np.rot90(upright, k=-1))] * 6, rotation=90)
+
+
+def signed_clip(extra_assertions: list | None = None) -> bytes:
+    return signing_authority().sign(face_clip(), ai_video_manifest(extra=extra_assertions))
+
+
+def signed_image() -> bytes:
+    png = encode_image(grace_hopper_rgb(), ".png")
+    return signing_authority().sign(png, ai_video_manifest("photo.png"), "image/png")
+
+
+UNKNOWN_ASSERTION = {"label": "com.example.unheard-of", "data": {"anything": [1, "two", None]}}
 
 
 def _variable_frame_rate() -> bytes:
@@ -167,6 +187,42 @@ CORPUS = [
         "larger than max_request_size",
         lambda: bytes(CORPUS_MAX_REQUEST_BYTES + 1_000_000),
         413,
+    ),
+    Case("signed video", signed_clip, 200, label="face", credentials="untrusted"),
+    Case(
+        "signed video changed after signing",
+        lambda: changed_after_signing(signed_clip()),
+        200,
+        label="face",
+        credentials="tampered",
+    ),
+    Case(
+        "malformed Content Credentials",
+        lambda: damaged_manifest(signed_clip()),
+        200,
+        label="face",
+        credentials="unreadable",
+    ),
+    Case(
+        "oversized Content Credentials box (9 MB)",
+        lambda: oversized_manifest_box(face_clip(), 9 * 2**20),
+        200,
+        label="face",
+        credentials="unreadable",
+    ),
+    Case(
+        "unknown assertion in Content Credentials",
+        lambda: signed_clip([UNKNOWN_ASSERTION]),
+        200,
+        label="face",
+        credentials="untrusted",
+    ),
+    Case(
+        "Content Credentials in a PNG image",
+        signed_image,
+        400,
+        "invalid_video",
+        r"still image \(PNG\)",
     ),
     Case(
         "multipart with the wrong field name",

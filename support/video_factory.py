@@ -33,52 +33,63 @@ def encode_video(
     faststart: bool = False,
     frame_times_s: Sequence[float] | None = None,
     crf: int | None = None,
+    audio_seconds: float = 0.0,
 ) -> bytes:
     """Encode RGB frames; `frame_times_s` gives each frame's time (variable frame rate); `crf`
-    is x264's quality (23 its default, FaceForensics++'s c23; 40 their low-quality c40)."""
+    is x264's quality (23 its default, FaceForensics++'s c23; 40 their low-quality c40);
+    `audio_seconds` of a tone go in an AAC stream beside the video."""
     # A real file, not BytesIO: faststart rewrites the file in a second pass.
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/video.{container}"
-        _encode_to(path, frames, fps, container, codec, rotation, faststart, frame_times_s, crf)
+        options = {"movflags": "+faststart"} if faststart else {}
+        with av.open(path, mode="w", format=container, options=options) as output:
+            stream = output.add_stream(codec, rate=fps)
+            height, width = frames[0].shape[:2]
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            if crf is not None:
+                stream.options = {"crf": str(crf)}
+            if frame_times_s is not None:
+                stream.codec_context.time_base = Fraction(1, 1000)
+            if rotation:
+                stream.set_display_rotation(rotation)
+            audio = _tone_stream(output) if audio_seconds else None
+            for index, rgb in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                if frame_times_s is not None:
+                    frame.pts = round(frame_times_s[index] * 1000)
+                    frame.time_base = Fraction(1, 1000)
+                output.mux(stream.encode(frame))
+            output.mux(stream.encode(None))
+            if audio is not None:
+                _write_tone(output, audio, audio_seconds)
         with open(path, "rb") as file:
             return file.read()
 
 
-def _encode_to(path, frames, fps, container, codec, rotation, faststart, frame_times_s, crf):
-    options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(path, mode="w", format=container, options=options) as output:
-        stream = output.add_stream(codec, rate=fps)
-        height, width = frames[0].shape[:2]
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        if crf is not None:
-            stream.options = {"crf": str(crf)}
-        if frame_times_s is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            if frame_times_s is not None:
-                frame.pts = round(frame_times_s[index] * 1000)
-                frame.time_base = Fraction(1, 1000)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
-
-
-def encode_audio_only(seconds: float = 1.0, sample_rate: int = 16000) -> bytes:
+def encode_audio_only(seconds: float = 1.0) -> bytes:
     """An M4A-style MP4 holding one AAC stream of a sine tone and no video."""
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as output:
-        stream = output.add_stream("aac", rate=sample_rate)
-        stream.layout = "mono"
-        samples = int(seconds * sample_rate)
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / sample_rate)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(tone[np.newaxis, :], format="fltp", layout="mono")
-        frame.sample_rate = sample_rate
-        output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
+        _write_tone(output, _tone_stream(output), seconds)
     return buffer.getvalue()
+
+
+def _tone_stream(output: av.container.OutputContainer, rate: int = 16000) -> av.AudioStream:
+    stream = output.add_stream("aac", rate=rate)
+    stream.layout = "mono"
+    return stream
+
+
+def _write_tone(output: av.container.OutputContainer, stream: av.AudioStream, seconds: float):
+    """A 440 Hz tone of `seconds` into the mono AAC `stream`."""
+    rate = stream.rate
+    samples = int(seconds * rate)
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate)).astype(np.float32)
+    frame = av.AudioFrame.from_ndarray(tone[np.newaxis, :], format="fltp", layout="mono")
+    frame.sample_rate = rate
+    output.mux(stream.encode(frame))
+    output.mux(stream.encode(None))
 
 
 def encode_image(rgb: np.ndarray, extension: str) -> bytes:

@@ -44,6 +44,9 @@ def test_each_upload_gets_its_documented_answer(answers, case: Case):
     if case.status == 200:
         assert body["label"] in ("fake", "real", "uncertain", "no_face")
         assert (body["label"] == "no_face") == (case.label == "no_face"), body["label"]
+        if case.credentials:
+            credentials = body["provenance"]["content_credentials"]
+            assert credentials["status"] == case.credentials, credentials
         return
     assert body["status"] == case.status and body["error"] == case.error, body
     assert matches(case, body["message"]), body["message"]

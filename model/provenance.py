@@ -1,0 +1,47 @@
+"""A video's provenance beside its verdict, never part of it: its Content Credentials (C2PA,
+model/credentials.py) and what its container says about itself (model/container.py)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from model.container import ContainerFacts, container_facts
+from model.credentials import ContentCredentials, CredentialsConfig, CredentialsReader
+from model.video import VideoSource
+
+
+@dataclass
+class Provenance:
+    credentials: ContentCredentials | None  # None where the server does not read them
+    container: ContainerFacts | None  # None where FFmpeg could not list what it decoded
+    container_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "content_credentials": self.credentials.as_json() if self.credentials else None,
+            "container": self.container.as_json() if self.container else None,
+            **({"container_error": self.container_error} if self.container_error else {}),
+        }
+
+
+class ProvenanceReader:
+    """One per worker: the offline C2PA context is built once."""
+
+    def __init__(self, config: CredentialsConfig) -> None:
+        self.credentials = CredentialsReader(config) if config.enabled else None
+
+    def read(self, video: VideoSource) -> Provenance:
+        """The provenance of a video the pipeline has already decoded (so it is one)."""
+        in_memory = isinstance(video, (bytes, bytearray, memoryview))
+        data = video if in_memory else Path(video).read_bytes()
+        try:
+            facts = container_facts(data)
+        except (av.FFmpegError, struct.error, ValueError) as error:
+            return Provenance(None, None, f"the container could not be listed: {error}")
+        credentials = self.credentials.read(data, facts.format) if self.credentials else None
+        return Provenance(credentials, facts)
