@@ -1,6 +1,7 @@
 """Score videos on a running deepfake-serve TorchServe, print verdicts, draw contact sheets.
 
 python -m client VIDEO_OR_FOLDER... [--sheet sheet.png] [--output results.txt] [--json F]
+python -m client VIDEO --report report.pdf   # evidence report (+ report.pdf.json sidecar)
 python -m client --wait          # block until the model has a READY worker
 """
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from client.api import DeepfakeClient, ServerAddress, ServerError
+from client.report import evidence_record, write_evidence_report
 from client.sheet import write_contact_sheet
 from protocol.wire import (
     AGGREGATIONS,
@@ -41,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write results.txt-style lines here")
     parser.add_argument("--json", type=Path, help="write every full response to this file")
     parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the faces")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="write an evidence report: FILE.pdf for one video, else a folder of <video>.pdf "
+        "(each with a .pdf.json sidecar); asks for explanations",
+    )
     args = parser.parse_args(argv)
 
     address = ServerAddress(
@@ -66,14 +74,15 @@ def main(argv: list[str] | None = None) -> int:
             ("frames", args.frames),
             ("interval", args.interval),
             ("aggregation", args.aggregation),
-            ("crops", "true" if args.sheet else None),
+            ("crops", "true" if args.sheet or args.report else None),
         )
         if value is not None
     }
+    reports_to = report_paths(args.report, paths) if args.report else {}
     reports, lines, failures = {}, [], 0
     for path in paths:
         try:
-            report = client.predict(path, options)
+            report = client.explain(path, options) if args.report else client.predict(path, options)
         except ServerError as error:
             found = [result_line(str(path), None, None, str(error))]
             failures += 1
@@ -85,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                 found.append(result_line(name, person["label"], person["fake_probability"]))
         lines += found
         print("\n".join(found), flush=True)
+        if path in reports_to and str(path) in reports:
+            record = evidence_record(path.name, path.read_bytes(), reports[str(path)])
+            sidecar = write_evidence_report(record, reports_to[path])
+            print(f"client: evidence report {reports_to[path]} (record {sidecar})")
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")
     if args.json:
@@ -94,6 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"client: contact sheet {args.sheet}")
     print(f"client: {len(paths) - failures}/{len(paths)} videos scored")
     return 1 if failures == len(paths) else 0
+
+
+def report_paths(target: Path, videos: list[Path]) -> dict[Path, Path]:
+    """Where each video's report goes: `target` itself for one video named *.pdf, else
+    `target/<video name>.pdf` (the folder made if needed)."""
+    if len(videos) == 1 and target.suffix.lower() == ".pdf":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return {videos[0]: target}
+    target.mkdir(parents=True, exist_ok=True)
+    names: dict[Path, Path] = {}
+    for number, video in enumerate(videos, start=1):
+        name = f"{video.name}.pdf"
+        if target / name in names.values():  # two videos of one name in different folders
+            name = f"{number}-{name}"
+        names[video] = target / name
+    return names
 
 
 def _usage_error(parser: argparse.ArgumentParser) -> int:

@@ -7,12 +7,14 @@ import csv
 import json
 import os
 import re
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from client.api import ServerAddress
+from support.credentials import ai_video_manifest, signing_authority
 from support.torchserve import REPO_ROOT, free_ports
 from tests.ui_driver import (
     ANSWER_TIMEOUT_MS,
@@ -53,6 +55,33 @@ def test_a_fake_sample_gets_its_verdict_and_face_gallery(page_and_server, sample
     assert gallery_images(page, "people") == len(report["people"]) == 1  # one card a person
     assert gallery_images(page, "explanations") == min(3, report["faces_found"])
     assert "deepfake-xception-test 0.1.0" in page.locator("#model-info").inner_text()
+
+
+def test_provenance_has_its_own_panel_and_the_evidence_report_downloads(
+    page_and_server, one_face_video, tmp_path
+):
+    page, url, _ = page_and_server
+    plain = analyse(page, url, one_face_video.path)
+    assert "Content Credentials: none" in page.locator("#provenance").inner_text()
+    assert "Content Credentials" not in plain  # the verdict's banner stays the verdict's
+    signed = tmp_path / "generated.mp4"
+    original = one_face_video.path.read_bytes()
+    signed.write_bytes(signing_authority().sign(original, ai_video_manifest()))
+    analyse(page, url, signed)
+    panel = page.locator("#provenance").inner_text()
+    screenshot(page, ARTIFACTS / "provenance.png")
+    assert "signer not confirmed" in panel and "AI-generated" in panel
+    assert "Example Video Generator 2.1" in panel
+    report_files = page.locator("#evidence-report")
+    expect(report_files).to_contain_text(re.compile(r"generated\.mp4\s*\.pdf"), timeout=60_000)
+    downloaded = {}
+    for link in report_files.locator("a").all():
+        with page.expect_download() as download:
+            link.click()
+        downloaded[download.value.suggested_filename] = download.value.path().read_bytes()
+    pdf, record = downloaded["generated.mp4.pdf"], json.loads(downloaded["generated.mp4.pdf.json"])
+    assert pdf.startswith(b"%PDF") and record["report_pdf_sha256"] == sha256(pdf).hexdigest()
+    assert record["record"]["file"]["sha256"] == sha256(signed.read_bytes()).hexdigest()
 
 
 def test_a_video_without_faces_says_so(page_and_server, no_face_video):

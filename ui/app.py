@@ -28,6 +28,7 @@ import pandas as pd
 import requests
 
 from client.api import DeepfakeClient, ServerAddress, ServerError
+from client.report import evidence_record, write_evidence_report
 from deploy.ts_config import read_properties
 from protocol.wire import AGGREGATIONS, HOST, INFERENCE_URL, KEY_FILE, MANAGEMENT_URL, find_videos
 from ui import present
@@ -133,7 +134,7 @@ def readable_json(report: Mapping[str, Any]) -> dict[str, Any]:
 def _not_analysed(message: str) -> tuple:
     """The one-video outputs when there is no report: the message, everything else empty."""
     empty_plot = pd.DataFrame({"time_s": [], "fake_probability": [], "person": []})
-    return present.error_markdown(message), [], [], empty_plot, [], "", {}
+    return present.error_markdown(message), [], [], empty_plot, [], "", "", None, {}
 
 
 def analyse_one(config: UiConfig) -> Callable:
@@ -146,18 +147,28 @@ def analyse_one(config: UiConfig) -> Callable:
             report = config.client().explain(Path(path), options)
         except Exception as error:  # failure_message re-raises what it cannot word
             return _not_analysed(failure_message(error, config))
-        progress(0.9, desc="Drawing the results")
+        progress(0.9, desc="Drawing the results and the evidence report")
         return (
             present.verdict_markdown(report),
             present.people_cards(report),
             present.gallery(report),
             pd.DataFrame(present.timeline(report)),
             present.explanations(report),
+            present.provenance_markdown(report),
             present.model_markdown(report),
+            evidence_files(Path(path), report),
             readable_json(report),
         )
 
     return analyse
+
+
+def evidence_files(video: Path, report: Mapping[str, Any]) -> list[str]:
+    """The evidence report PDF and its JSON record, in a fresh temp folder for the download."""
+    folder = Path(tempfile.mkdtemp(prefix="deepfake-report-"))
+    pdf = folder / f"{video.name}.pdf"
+    sidecar = write_evidence_report(evidence_record(video.name, video.read_bytes(), report), pdf)
+    return [str(pdf), str(sidecar)]
 
 
 def analyse_batch(config: UiConfig) -> Callable:
@@ -257,13 +268,29 @@ def build_app(config: UiConfig) -> gr.Blocks:
                         height=320,
                         elem_id="explanations",
                     )
+                    provenance = gr.Markdown(elem_id="provenance")
                     model = gr.Markdown(elem_id="model-info")
+                    report_files = gr.File(
+                        label="Evidence report: the PDF and its JSON record (with its SHA-256)",
+                        file_count="multiple",
+                        elem_id="evidence-report",
+                    )
                     with gr.Accordion("Raw JSON from the server", open=False):
                         raw = gr.JSON(elem_id="raw-json")
             button.click(
                 analyse_one(config),
                 inputs=[video, mode, amount, aggregation],
-                outputs=[verdict, people, faces, plot, overlays, model, raw],
+                outputs=[
+                    verdict,
+                    people,
+                    faces,
+                    plot,
+                    overlays,
+                    provenance,
+                    model,
+                    report_files,
+                    raw,
+                ],
             )
         with gr.Tab("Several videos"):
             videos = gr.File(

@@ -193,6 +193,60 @@ def model_markdown(report: Mapping[str, Any]) -> str:
     )
 
 
+CREDENTIAL_HEADLINES = {
+    "none": "Content Credentials: none",
+    "trusted": "Content Credentials: valid, trusted signer",
+    "untrusted": "Content Credentials: valid, signer not confirmed",
+    "tampered": "Content Credentials: the file was changed after signing",
+    "invalid": "Content Credentials: not valid",
+    "unreadable": "Content Credentials: present but unreadable",
+    "unsupported": "Content Credentials: not looked for in this format",
+}
+
+
+def provenance_markdown(report: Mapping[str, Any]) -> str:
+    """The provenance panel: Content Credentials and what the container says, apart from the
+    verdict (schema 1.2; empty for older servers)."""
+    provenance = report.get("provenance")
+    if not provenance:
+        return ""
+    lines = ["### Provenance", "_Beside the verdict: no score uses it._", ""]
+    credentials = provenance.get("content_credentials")
+    if credentials:
+        headline = CREDENTIAL_HEADLINES[credentials["status"]]
+        lines.append(f"**{headline}.** {credentials['summary']}.")
+        if credentials["status"] == "none":
+            lines.append("Most videos carry none; it says nothing about whether this one is real.")
+        if credentials["present"] and credentials.get("signer"):
+            signer = credentials["signer"]
+            lines.append(
+                f"\n- Made with **{credentials.get('claim_generator') or 'an unnamed tool'}**, "
+                f"signed by {signer.get('subject')} (issued by {signer.get('issuer')})"
+                + (f" at {credentials['signed_at']}" if credentials.get("signed_at") else "")
+            )
+            for action in credentials.get("actions", []):
+                made_by_ai = " — **AI-generated**" if action.get("ai_generated") else ""
+                lines.append(
+                    f"- {action['action']} by {action.get('software_agent') or 'an unnamed tool'}"
+                    f"{made_by_ai}"
+                )
+    container = provenance.get("container")
+    if container:
+        streams = ", ".join(
+            f"{stream['type']} {stream['codec']}" for stream in container.get("streams", [])
+        )
+        facts = [
+            f"{container['format_long_name']}",
+            f"encoder {container['encoder']}" if container.get("encoder") else "no encoder named",
+            f"created {container['creation_time']}"
+            if container.get("creation_time")
+            else "no creation time",
+            f"streams: {streams}",
+        ]
+        lines.append("\n**Container:** " + "; ".join(facts) + ".")
+    return "\n".join(lines)
+
+
 def batch_row(name: str, report: Mapping[str, Any] | None, error: str | None) -> list[Any]:
     """One row of the batch table (BATCH_COLUMNS)."""
     if report is None:
