@@ -25,7 +25,8 @@ def imported_after(statement: str) -> set[str]:
 
 def test_the_clients_import_no_worker_library():
     loaded = imported_after(
-        "import client.__main__, client.api, client.healthcheck, client.sheet, ui.app, ui.present"
+        "import client.__main__, client.api, client.healthcheck, client.report, client.sheet, "
+        "ui.app, ui.present"
     )
     assert not loaded & set(WORKER_LIBRARIES), sorted(loaded & set(WORKER_LIBRARIES))
 

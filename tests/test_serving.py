@@ -4,6 +4,7 @@ a real TorchServe serves it on free loopback ports, and the client and raw HTTP 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import threading
 import zipfile
@@ -25,6 +26,7 @@ from model.network import file_sha256
 from model.runtime import INT8_MODEL_NAME, candidate_paths
 from model.service import DetectorService
 from protocol.wire import SCHEMA_VERSION
+from support.credentials import ai_video_manifest, signing_authority
 from support.torchserve import serving, worker_processes
 
 pytestmark = pytest.mark.serving
@@ -39,6 +41,7 @@ MODEL_KEYS = {
     "inference_path",
     "precision",
     "path_chosen_by",
+    "device",
     "detector",
     "measured_images_per_s",
     "calibration",
@@ -104,7 +107,14 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
     auto = [path.name for path in candidate_paths("auto")]  # what suits this CPU
     assert report["model"]["inference_path"] in auto
     assert report["model"]["path_chosen_by"] == ("cpu flags" if len(auto) == 1 else "measured")
-    assert set(report["timing_ms"]) == {"decode", "detect", "classify", "track", "total"}
+    assert set(report["timing_ms"]) == {
+        "decode",
+        "detect",
+        "classify",
+        "track",
+        "provenance",
+        "total",
+    }
     for frame in report["frames"]:
         assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
         for face in frame["faces"]:
@@ -418,6 +428,34 @@ def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_vi
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[1] >= 640
     assert image.shape[0] > 2 * 128  # a section with face tiles, and the no-face section
+
+
+def test_client_cli_writes_an_evidence_report_with_its_record(server, one_face_video, tmp_path):
+    address = server.client.address
+    signed = tmp_path / "signed clip.mp4"
+    signed.write_bytes(
+        signing_authority().sign(one_face_video.path.read_bytes(), ai_video_manifest())
+    )
+    pdf = tmp_path / "reports" / "evidence.pdf"
+    status = client_main(
+        [
+            str(signed), "--frames", "4",
+            "--inference-url", address.inference_url,
+            "--management-url", address.management_url,
+            "--key-file", str(address.key_file),
+            "--report", str(pdf),
+        ]
+    )  # fmt: skip
+    assert status == 0 and pdf.read_bytes().startswith(b"%PDF")
+    sidecar = json.loads((tmp_path / "reports" / "evidence.pdf.json").read_text())
+    assert sidecar["report_pdf_sha256"] == hashlib.sha256(pdf.read_bytes()).hexdigest()
+    record = sidecar["record"]
+    assert record["file"]["name"] == "signed clip.mp4"
+    assert record["file"]["sha256"] == hashlib.sha256(signed.read_bytes()).hexdigest()
+    analysis = record["analysis"]  # the server's /explanations answer, with crops
+    assert analysis["explanations"] and analysis["frames_analyzed"] == 4
+    assert all("crop_jpeg" in face for frame in analysis["frames"] for face in frame["faces"])
+    assert analysis["provenance"]["content_credentials"]["ai_generated"] is True
 
 
 def test_container_healthcheck_passes_once_a_worker_is_ready(server):

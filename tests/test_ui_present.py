@@ -166,3 +166,30 @@ def test_upload_limit_is_torchserves_max_request_size(tmp_path):
     assert UiConfig(ts_config=config_file).max_upload_bytes() == 104857600
     config_file.write_text("inference_address=http://127.0.0.1:8080\n")
     assert UiConfig(ts_config=config_file).max_upload_bytes() == 6553500  # TorchServe's default
+
+
+def credentials(status: str, **fields) -> dict:
+    return {"present": status not in ("none", "unsupported"), "status": status,
+            "summary": f"summary of {status}", "signer": None, "actions": [], **fields}  # fmt: skip
+
+
+def test_the_provenance_panel_words_each_credentials_status_calmly():
+    container = {"format_long_name": "QuickTime / MOV", "encoder": "Lavf62", "streams": [
+        {"type": "video", "codec": "h264"}, {"type": "audio", "codec": "aac"}]}  # fmt: skip
+    plain = {"provenance": {"content_credentials": credentials("none"), "container": container}}
+    panel = present.provenance_markdown(plain)
+    assert "**Content Credentials: none.**" in panel and "says nothing about whether" in panel
+    facts = "QuickTime / MOV; encoder Lavf62; no creation time; streams: video h264, audio aac"
+    assert facts in panel
+    signed = credentials(
+        "untrusted",
+        claim_generator="example-generator 2.1",
+        signer={"subject": "Signer", "issuer": "CA"},
+        actions=[{"action": "c2pa.created", "software_agent": "Gen", "ai_generated": True}],
+    )
+    panel = present.provenance_markdown({"provenance": {"content_credentials": signed}})
+    assert "signer not confirmed" in panel and "**example-generator 2.1**" in panel
+    assert "c2pa.created by Gen — **AI-generated**" in panel
+    tampered = {"provenance": {"content_credentials": credentials("tampered")}}
+    assert "changed after signing" in present.provenance_markdown(tampered)
+    assert present.provenance_markdown(report()) == ""  # a server before schema 1.2
