@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.container import ContainerFacts
 from model.faces import FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.prefetch import prefetch
@@ -78,6 +79,7 @@ class VideoFaces:
     """The sampled frames of one video and the faces found in them (frames themselves dropped)."""
 
     info: VideoInfo | None = None  # set once the video is open
+    container: ContainerFacts | None = None  # what the container says of itself, likewise
     frames: list[FrameFaces] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
     truncated: bool = False  # stopped at the limit on faces per video, later frames unread
@@ -129,7 +131,7 @@ def iter_frame_faces(
     timing_ms = faces.timing_ms
     timing_ms.update(decode=0.0, detect=0.0)
     with VideoReader(source, decode_threads, limits, skip_unsampled_frames) as reader:
-        faces.info = reader.info
+        faces.info, faces.container = reader.info, reader.facts
         width, height = reader.info.width, reader.info.height
         sampled = _timed(reader.sample(sampling), timing_ms, "decode")
         if decode_ahead:  # the decoder would otherwise wait while HOG searches each frame

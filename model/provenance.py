@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from model.container import ContainerFacts, container_facts
+from model.container import ContainerFacts, container_facts, with_edit_lists
 from model.credentials import ContentCredentials, CredentialsConfig, CredentialsReader
 from model.video import VideoSource
 
@@ -35,12 +35,13 @@ class ProvenanceReader:
     def __init__(self, config: CredentialsConfig) -> None:
         self.credentials = CredentialsReader(config) if config.enabled else None
 
-    def read(self, video: VideoSource) -> Provenance:
-        """The provenance of a video the pipeline has already decoded (so it is one)."""
+    def read(self, video: VideoSource, container: ContainerFacts | None = None) -> Provenance:
+        """The provenance of a video the pipeline has already decoded (so it is one), with
+        the `container` facts it read on the way (else the file is opened again here)."""
         in_memory = isinstance(video, (bytes, bytearray, memoryview))
         data = video if in_memory else Path(video).read_bytes()
         try:
-            facts = container_facts(data)
+            facts = container_facts(data) if container is None else with_edit_lists(container, data)
         except (av.FFmpegError, struct.error, ValueError) as error:
             return Provenance(None, None, f"the container could not be listed: {error}")
         credentials = self.credentials.read(data, facts.format) if self.credentials else None

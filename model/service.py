@@ -210,7 +210,8 @@ class DetectorService:
         scored = verdict(faces, config.verdict, people, config.people)
         flags = quality_flags(scored, self.settings, config.quality)
         started = time.perf_counter()
-        provenance = self.provenance.read(video)  # after decoding: only a video gets here
+        # After decoding, so only a video gets here, with what its container said then.
+        provenance = self.provenance.read(video, faces.container)
         faces.timing_ms["provenance"] = (time.perf_counter() - started) * 1000.0
         body = verdict_report(
             scored, flags, config.sampling, self.model_info, provenance, request.include_crops

@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from model.container import facts_of
 from model.errors import VideoInputError, VideoLimitError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
@@ -148,6 +149,7 @@ class VideoReader:
             self._first_frame = self._next_decoded_frame(index=0)
             self.info = self._read_info()
             self._check_info_limits()
+            self.facts = facts_of(self._container)  # what the container says (provenance)
         except BaseException:
             self._container.close()
             raise
