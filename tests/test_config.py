@@ -64,3 +64,20 @@ def test_command_line_flags_come_from_the_same_fields():
     assert from_arguments(parser.parse_args([])) == ServiceConfig()
     with pytest.raises(ConfigError, match="unknown aggregation 'vote'"):
         from_arguments(parser.parse_args(["--aggregation", "vote"]))
+
+
+def test_the_documented_tree_is_the_schemas_defaults():
+    """docs/configuration.md prints every section with its defaults: it must stay true."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from model.config import ServiceConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    block = re.search(r"```yaml\n(deepfake:\n.*?)```", text, re.DOTALL).group(1)
+    documented = yaml.safe_load(block)["deepfake"]
+    defaults = dataclasses.asdict(ServiceConfig())
+    assert documented == defaults
