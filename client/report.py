@@ -256,6 +256,12 @@ def _provenance_section(pdf: _Report, provenance: Mapping[str, Any] | None) -> N
         pdf.field("Container", container["format_long_name"])
         pdf.field("Encoder", container.get("encoder"))
         pdf.field("Created", container.get("creation_time") or "not stated")
+        if container.get("movie_created") or container.get("movie_modified"):
+            pdf.field(
+                "Movie header",
+                f"created {container.get('movie_created') or 'not set'}, "
+                f"modified {container.get('movie_modified') or 'not set'}",
+            )
         pdf.field("Brand", container.get("major_brand"))
         for stream in container["streams"]:
             size = f" {stream['width']}x{stream['height']}" if stream["type"] == "video" else ""

@@ -1,10 +1,12 @@
 """What a video file says about itself: FFmpeg's reading of its container and streams (through
-PyAV), and for ISO media files (MP4, MOV) the edit lists, which FFmpeg applies but does not
-report. Facts only: no score ever uses them.
+PyAV), and for ISO media files (MP4, MOV) what FFmpeg does not report, read from the boxes:
+the edit lists (which FFmpeg applies) and the movie header's creation and modification times.
+Facts only: no score ever uses them.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
 import struct
 from collections.abc import Iterator
@@ -18,7 +20,8 @@ NAMED_TAGS = ("major_brand", "minor_version", "compatible_brands", "encoder", "c
 MAX_TAGS = 32  # tags kept per container or stream, each value cut to MAX_TAG_CHARS
 MAX_TAG_CHARS = 256
 MAX_EDIT_ENTRIES = 16  # per track
-CONTAINER_BOXES = {b"moov", b"trak", b"edts", b"mdia"}  # boxes the walker descends into
+# ISO media times count seconds from 1904-01-01 UTC.
+MOVIE_EPOCH = datetime.datetime(1904, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,24 @@ def edit_lists(data: bytes | memoryview) -> list[dict[str, Any]]:
             entries = _edit_entries(data, elst, movie_scale, media_scale)
             found.append({"track": number, "entries": entries})
     return found
+
+
+def movie_times(data: bytes | memoryview) -> dict[str, str | None]:
+    """The movie header's (moov/mvhd) creation and modification times, UTC, ISO 8601; None
+    where a time is 0 (unset: what FFmpeg writes unless told a creation time) or absent."""
+    times: dict[str, str | None] = {"created": None, "modified": None}
+    moov = next((box for box in iter_boxes(data) if box.kind == b"moov"), None)
+    mvhd = moov and next((b for b in _children(data, moov) if b.kind == b"mvhd"), None)
+    if mvhd is None or mvhd.size < 20:
+        return times
+    version = data[mvhd.start]
+    layout = ">QQ" if version == 1 else ">II"
+    created, modified = struct.unpack_from(layout, data, mvhd.start + 4)
+    for name, seconds in (("created", created), ("modified", modified)):
+        if seconds:
+            moment = MOVIE_EPOCH + datetime.timedelta(seconds=seconds)
+            times[name] = moment.isoformat()
+    return times
 
 
 def _children(data: bytes | memoryview, box: Box) -> Iterator[Box]:
@@ -122,6 +143,7 @@ class ContainerFacts:
     tags: dict[str, str] = field(default_factory=dict)
     streams: list[dict[str, Any]] = field(default_factory=list)
     edit_lists: list[dict[str, Any]] = field(default_factory=list)
+    movie_times: dict[str, str | None] = field(default_factory=dict)  # MP4/MOV mvhd box
 
     def as_json(self) -> dict[str, Any]:
         named = {name: self.tags.get(name) for name in NAMED_TAGS}
@@ -133,12 +155,14 @@ class ContainerFacts:
             "tags": others,
             "streams": self.streams,
             "edit_lists": self.edit_lists,
+            "movie_created": self.movie_times.get("created"),
+            "movie_modified": self.movie_times.get("modified"),
         }
 
 
 def facts_of(container: av.container.InputContainer) -> ContainerFacts:
     """What an open container says: its format and tags and each stream (edit lists, which
-    need the file's bytes, are added by `with_edit_lists`)."""
+    need the file's bytes, are added by `with_box_facts`)."""
     return ContainerFacts(
         format=container.format.name,
         format_long_name=container.format.long_name,
@@ -150,14 +174,16 @@ def facts_of(container: av.container.InputContainer) -> ContainerFacts:
 def container_facts(data: bytes | bytearray | memoryview) -> ContainerFacts:
     """The facts of a file not opened yet (opening probes its streams: ~30 ms for 4K)."""
     with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
-        return with_edit_lists(facts_of(container), data)
+        return with_box_facts(facts_of(container), data)
 
 
-def with_edit_lists(facts: ContainerFacts, data: bytes | bytearray | memoryview) -> ContainerFacts:
-    """`facts` with the edit lists of `data` where it is an ISO media file (MP4, MOV)."""
+def with_box_facts(facts: ContainerFacts, data: bytes | bytearray | memoryview) -> ContainerFacts:
+    """`facts` with what FFmpeg does not report of an ISO media file (MP4, MOV): its edit
+    lists and its movie header's creation and modification times."""
     view = memoryview(data)
     if bytes(view[4:8]) == b"ftyp":
         facts.edit_lists = edit_lists(view)
+        facts.movie_times = movie_times(view)
     return facts
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from model.container import ContainerFacts, container_facts, with_edit_lists
+from model.container import ContainerFacts, container_facts, with_box_facts
 from model.credentials import ContentCredentials, CredentialsConfig, CredentialsReader
 from model.video import VideoSource
 
@@ -41,7 +41,7 @@ class ProvenanceReader:
         in_memory = isinstance(video, (bytes, bytearray, memoryview))
         data = video if in_memory else Path(video).read_bytes()
         try:
-            facts = container_facts(data) if container is None else with_edit_lists(container, data)
+            facts = container_facts(data) if container is None else with_box_facts(container, data)
         except (av.FFmpegError, struct.error, ValueError) as error:
             return Provenance(None, None, f"the container could not be listed: {error}")
         credentials = self.credentials.read(data, facts.format) if self.credentials else None

@@ -34,15 +34,18 @@ def encode_video(
     frame_times_s: Sequence[float] | None = None,
     crf: int | None = None,
     audio_seconds: float = 0.0,
+    metadata: dict[str, str] | None = None,
 ) -> bytes:
     """Encode RGB frames; `frame_times_s` gives each frame's time (variable frame rate); `crf`
     is x264's quality (23 its default, FaceForensics++'s c23; 40 their low-quality c40);
-    `audio_seconds` of a tone go in an AAC stream beside the video."""
+    `audio_seconds` of a tone go in an AAC stream beside the video; `metadata`: container tags
+    (such as `creation_time`)."""
     # A real file, not BytesIO: faststart rewrites the file in a second pass.
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/video.{container}"
         options = {"movflags": "+faststart"} if faststart else {}
         with av.open(path, mode="w", format=container, options=options) as output:
+            output.metadata.update(metadata or {})
             stream = output.add_stream(codec, rate=fps)
             height, width = frames[0].shape[:2]
             stream.width, stream.height = width, height

@@ -114,6 +114,18 @@ def test_the_container_facts_are_ffmpegs_and_the_edit_lists_the_files(reader, pl
     assert entry["segment_s"] == pytest.approx(stream["duration_s"], abs=0.01)
 
 
+def test_the_movie_headers_times_are_read_where_the_file_sets_them(reader, plain):
+    stamped = encode_video(
+        [grace_hopper_rgb()] * 5, metadata={"creation_time": "2026-11-30T09:15:00.000000Z"}
+    )
+    facts = reader.read(stamped).container.as_json()
+    assert facts["creation_time"] == "2026-11-30T09:15:00.000000Z"  # FFmpeg's tag
+    assert facts["movie_created"] == "2026-11-30T09:15:00+00:00"  # the mvhd box itself
+    assert facts["movie_modified"] == "2026-11-30T09:15:00+00:00"
+    unset = reader.read(plain).container.as_json()
+    assert unset["movie_created"] is None and unset["movie_modified"] is None  # 0: not set
+
+
 def test_audio_streams_are_listed_too():
     frames = [grace_hopper_rgb()] * 10
     video = encode_video(frames, audio_seconds=0.4)
