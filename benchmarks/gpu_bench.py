@@ -18,6 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from importlib.util import find_spec
 from pathlib import Path
 
 import av
@@ -27,12 +29,19 @@ from benchmarks.footage import CLIPS, make_clip
 from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import cpu_model, usable_cores
+from model.credentials import CredentialsConfig
 from model.network import ModelSettings
+from model.people import TrackingConfig
 from model.service import DetectorService
 from support.samples import read_labels
 from support.weights import random_checkpoint, seeded_network
 
 GPU = torch.device("cuda", 0)
+# No face descriptors or Content Credentials: neither changes a score, and GPU machines here
+# lack face-recognition-models and c2pa-python (benchmarks/gpu_carry.sh).
+BENCH = ServiceConfig(
+    people=TrackingConfig(descriptors=False), credentials=CredentialsConfig(enabled=False)
+)
 VERDICT_TOLERANCE = 0.02
 _worker_service: DetectorService | None = None  # one per worker process
 
@@ -57,7 +66,7 @@ def latency(service: DetectorService, clip: Path, requests: int) -> tuple[float,
 def _start_worker(checkpoint: str, workers: int) -> None:
     global _worker_service
     _worker_service = DetectorService.from_checkpoint(
-        Path(checkpoint), ServiceConfig(), workers=workers, gpu=GPU
+        Path(checkpoint), BENCH, workers=workers, gpu=GPU
     )
 
 
@@ -97,8 +106,8 @@ def compare_verdicts() -> float:
     scores spread (so 0.02 means something) and the mean rule."""
     network, settings = seeded_network()
     rule = VerdictConfig(aggregation="mean", uncertain_band=0.0)
-    gpu = DetectorService(network, settings, ServiceConfig(verdict=rule), "0" * 64, gpu=GPU)
-    plain = ServiceConfig(engine=EngineConfig(inference_path="torch-fp32"), verdict=rule)
+    gpu = DetectorService(network, settings, replace(BENCH, verdict=rule), "0" * 64, gpu=GPU)
+    plain = replace(BENCH, engine=EngineConfig(inference_path="torch-fp32"), verdict=rule)
     cpu = DetectorService(network, settings, plain, "0" * 64)
     largest = 0.0
     for video in read_labels():
@@ -128,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = random_checkpoint(
             Path(folder) / "best.pt", ModelSettings(name="gpu-bench-random", input_size=299)
         )
-        service = DetectorService.from_checkpoint(checkpoint, ServiceConfig(), gpu=GPU)
+        service = DetectorService.from_checkpoint(checkpoint, BENCH, gpu=GPU)
         report(
             "path",
             f"{service.path.name} ({service.model_info.precision}), "
             f"{service.crops_per_batch} crops per batch",
         )
-        cpu = DetectorService.from_checkpoint(checkpoint, ServiceConfig())
+        # The host CPU's shipped path where OpenVINO is installed, else torch's best there.
+        cpu_path = "auto" if find_spec("openvino") else "torch-fp32-cl"
+        cpu_config = replace(BENCH, engine=EngineConfig(inference_path=cpu_path))
+        cpu = DetectorService.from_checkpoint(checkpoint, cpu_config)
         for name, clip in clips.items():
             median, worst, stages = latency(service, clip, args.requests)
             stage_text = ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in stages.items())

@@ -68,7 +68,7 @@ def autocast(precision: str, device_type: str = "cpu") -> torch.autocast:
     return torch.autocast(device_type, dtype=dtype, enabled=precision in HALF_DTYPES)
 
 
-def describe(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     """ "cpu", or "cuda:0 (NVIDIA H200)": what the response's model block names."""
     if device.type != "cuda":
         return "cpu"

@@ -44,6 +44,9 @@ class TrackingConfig:
     # fake probability is at or above the verdict's threshold.
     min_segment_faces: int = 2
     smoothing_faces: int = 3  # centred moving mean over a person's faces
+    # false: overlap and colour alone, no dlib ResNet (loaded at start, ~0.1 s a descriptor):
+    # a face that continues no one is a new person, never someone seen before a cut or gap.
+    descriptors: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_overlap <= 1.0:
@@ -133,9 +136,10 @@ def _dlib_models() -> tuple[dlib.shape_predictor, dlib.face_recognition_model_v1
 
 
 def link_people(
-    frames: Sequence[FrameFaces], describe: FaceDescriber, config: TrackingConfig
+    frames: Sequence[FrameFaces], describe: FaceDescriber | None, config: TrackingConfig
 ) -> list[Person]:
-    """The people of a video's sampled frames, in order of first appearance."""
+    """The people of a video's sampled frames, in order of first appearance; `describe` None:
+    without face descriptors (TrackingConfig.descriptors)."""
     people: list[Person] = []
     for frame in frames:
         taken: set[int] = set()  # person ids given a face of this frame
@@ -180,9 +184,9 @@ def _overlaps(
 
 
 def _nearest(
-    face: Face, candidates: list[Person], describe: FaceDescriber, config: TrackingConfig
+    face: Face, candidates: list[Person], describe: FaceDescriber | None, config: TrackingConfig
 ) -> Person | None:
-    if not candidates:
+    if not candidates or describe is None:
         return None
     best, best_distance = None, config.same_person_distance
     for person in candidates:
@@ -192,13 +196,18 @@ def _nearest(
     return best
 
 
-def _continues(last: Face, face: Face, describe: FaceDescriber, config: TrackingConfig) -> bool:
+def _continues(
+    last: Face, face: Face, describe: FaceDescriber | None, config: TrackingConfig
+) -> bool:
     """Whether an overlapping face is still the person whose last face was `last`: the same
     colours; or similar colours and a descriptor not clearly someone else's (a swap that
-    flickers); or, after a cut (colours gone), a descriptor as close as a re-identification."""
+    flickers); or, after a cut (colours gone), a descriptor as close as a re-identification.
+    Without descriptors: similar colours, unless they changed like a cut."""
     colour = _similar(last, face)
     if colour >= config.min_colour_similarity:
         return True
+    if describe is None:
+        return colour >= config.cut_colour_similarity
     limit = (
         config.cut_distance
         if colour >= config.cut_colour_similarity

@@ -19,7 +19,7 @@ import torch
 
 from model.config import ServiceConfig
 from model.cpu import cpu_model, limit_library_threads, usable_cores
-from model.device import describe
+from model.device import device_name
 from model.errors import CheckpointError
 from model.explain import grad_cam
 from model.faces import make_detector
@@ -103,7 +103,7 @@ class DetectorService:
             and return_large_buffers_to_os()
         )
         self.detector = make_detector(config.detector)
-        self.describe = FaceDescriber()
+        self.describe = FaceDescriber() if config.people.descriptors else None
         self.provenance = ProvenanceReader(config.credentials)
         self.model_info = ModelInfo(
             name=settings.name,
@@ -113,7 +113,7 @@ class DetectorService:
             inference_path=self.path.name,
             precision=self.classifier.precision,
             path_chosen_by=chosen.chosen_by,
-            device=describe(self.classifier.device),
+            device=device_name(self.classifier.device),
             detector=self.detector.name,
             measured_images_per_s={n: round(r, 1) for n, r in chosen.images_per_s.items()},
             calibration=(

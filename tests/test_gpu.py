@@ -4,6 +4,7 @@ on a GPU machine); the device choice itself is tested everywhere in test_device.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,9 +12,11 @@ import torch
 
 from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
+from model.credentials import CredentialsConfig
 from model.device import cuda_half
 from model.faces import DetectorConfig, make_detector
 from model.network import load_checkpoint
+from model.people import TrackingConfig
 from model.pipeline import extract_faces
 from model.runtime import BASELINE_PATH, InferencePath, prepare_classifier
 from model.service import DetectorService
@@ -27,10 +30,14 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA"),
 ]
 GPU = torch.device("cuda", 0)
-# The mean rule and no uncertain band, as the recorded CPU verdicts were made.
+# The mean rule and no uncertain band, as the recorded CPU verdicts were made; no face
+# descriptors or Content Credentials (neither changes a face's score, and GPU machines here
+# lack face-recognition-models and c2pa-python: benchmarks/gpu_carry.sh).
 ON_GPU = ServiceConfig(
     engine=EngineConfig(inference_path="auto"),
     verdict=VerdictConfig(aggregation="mean", uncertain_band=0.0),
+    people=TrackingConfig(descriptors=False),
+    credentials=CredentialsConfig(enabled=False),
 )
 VERDICT_TOLERANCE = 0.02  # the bar: half precision against the CPU's fp32
 
@@ -80,7 +87,8 @@ def test_every_sample_video_on_the_gpu_keeps_its_cpu_verdict(sample_videos):
 def test_explanations_work_beside_a_gpu_classifier(one_face_video):
     network, settings = seeded_network()
     service = DetectorService(network, settings, ON_GPU, "0" * 64, gpu=GPU)
-    cpu = DetectorService(network, settings, TORCH_FP32, "0" * 64)
+    cpu_config = dataclasses.replace(ON_GPU, engine=TORCH_FP32.engine)
+    cpu = DetectorService(network, settings, cpu_config, "0" * 64)
     request = service.request(explain_faces=2)
     explained = service.analyze(one_face_video.path, request).explanations
     assert len(explained) == 2
@@ -92,6 +100,7 @@ def test_explanations_work_beside_a_gpu_classifier(one_face_video):
 
 def test_a_short_training_run_trains_on_the_gpu(request, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")  # not on every GPU image
+    pytest.importorskip("face_recognition_models")  # the landmarks self-blending needs
     from training.train import main
 
     split_file = request.getfixturevalue("split_file")  # faces extracted here, on the CPU

@@ -85,6 +85,20 @@ def test_a_hard_cut_between_two_people_and_back_keeps_two_ids(sample_videos, des
     assert by_frame[0] == by_frame[20] == by_frame[80] != by_frame[40] == by_frame[60]
 
 
+def test_without_descriptors_people_continue_by_place_and_colour_only(sample_videos):
+    """TrackingConfig.descriptors false: no ResNet. The group photo's four tracks stand; after
+    a hard cut and back the first person is not recognised: a third id, as documented."""
+    _, group = people_of(sample(sample_videos, "a_still_multi_face.mp4").path, None)
+    assert len(group) == 4
+    hopper = decoded(sample(sample_videos, "a_still_grace_hopper.mp4").path)
+    astronaut = decoded(sample(sample_videos, "a_still_astronaut.mp4").path)
+    video = encode_video(hopper[:40] + astronaut[40:80] + hopper[80:100])
+    _, people = people_of(video, None)
+    by_frame = {face.frame_index: face.person_id for p in people for face in p.faces}
+    assert len(people) == 3 and by_frame[0] == by_frame[20] != by_frame[40] == by_frame[60]
+    assert by_frame[80] not in (by_frame[0], by_frame[40])
+
+
 def test_a_swap_in_the_second_half_is_one_person_with_a_segment_there(sample_videos, describe):
     real = decoded(sample(sample_videos, "a_still_grace_hopper.mp4").path)
     fake = decoded(sample(sample_videos, "a_fs_still_grace_hopper__astronaut.mp4").path)

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.cpu import cpu_model
-from model.device import autocast, describe, resolve_precision
+from model.device import autocast, device_name, resolve_precision
 from model.network import (
     DEFAULT_CHECKPOINT,
     ModelSettings,
@@ -410,7 +410,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         "train_fake_crops": int(train_set.labels().sum()),
         "val_crops": len(val_set),
         "torch_threads": torch.get_num_threads(),
-        "device": describe(processes.device),
+        "device": device_name(processes.device),
         "data_workers": processes.data_workers(config.workers),
         "world_size": processes.world_size,
         "distributed_backend": processes.backend or "",
