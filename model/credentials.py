@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from model.container import iter_boxes
+from protocol.wire import CREDENTIAL_STATUSES
 
 # The UUID of the box C2PA manifests live in inside ISO media files (C2PA spec, "Embedding
 # manifests into BMFF-based assets").
@@ -33,8 +34,7 @@ AI_SOURCE_TYPES = {
     "compositeSynthetic",
 }
 # Validation codes that mean the manifest no longer matches the bytes it was signed over.
-TAMPER_CODES = ("mismatch", "claimSignature.mismatch", "hashedURI.missing")
-STATUSES = ("none", "trusted", "untrusted", "tampered", "invalid", "unreadable", "unsupported")
+TAMPER_CODES = ("mismatch", "hashedURI.missing")
 MAX_LISTED = 32  # actions or ingredients listed
 Buffer = bytes | bytearray | memoryview
 
@@ -54,7 +54,8 @@ class CredentialsConfig:
 
 @dataclass
 class ContentCredentials:
-    """The manifest store's active manifest, summarised; `status` is one of STATUSES."""
+    """The manifest store's active manifest, summarised; `status` is one of
+    protocol.wire.CREDENTIAL_STATUSES."""
 
     status: str
     summary: str  # the status in plain words
@@ -67,6 +68,10 @@ class ContentCredentials:
     ai_generated: bool = False  # an action names an AI digital source type
     manifests: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)  # failed validation codes
+
+    def __post_init__(self) -> None:
+        if self.status not in CREDENTIAL_STATUSES:  # the wire protocol names every status
+            raise ValueError(f"unknown Content Credentials status {self.status!r}")
 
     @property
     def present(self) -> bool:

@@ -17,6 +17,10 @@ SCHEMA_VERSION = "1.2"  # fields are only added within a major version (docs/api
 
 FAKE, REAL, UNCERTAIN, NO_FACE = "fake", "real", "uncertain", "no_face"
 LABELS = (FAKE, REAL, UNCERTAIN, NO_FACE)  # uncertain: schema 1.1
+# provenance.content_credentials.status (schema 1.2, docs/api.md): none, trusted, untrusted,
+# tampered, invalid, unreadable, unsupported.
+CREDENTIAL_STATUSES = ("none", "trusted", "untrusted", "tampered", "invalid", "unreadable",
+                       "unsupported")  # fmt: skip
 # The per-video rules (model/aggregation.py, model/verdict.py): the most suspicious person, or
 # a rule over every face of the video.
 PERSON_RULE = "person_max"

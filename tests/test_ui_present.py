@@ -10,6 +10,7 @@ import requests
 
 from client.api import ServerError
 from model.report import encode_image_base64
+from protocol.wire import CREDENTIAL_STATUSES
 from ui import present
 from ui.app import FRAMES, INTERVAL, SERVER_DEFAULT, UiConfig, failure_message, readable_json
 from ui.app import request_options as page_options
@@ -193,3 +194,4 @@ def test_the_provenance_panel_words_each_credentials_status_calmly():
     tampered = {"provenance": {"content_credentials": credentials("tampered")}}
     assert "changed after signing" in present.provenance_markdown(tampered)
     assert present.provenance_markdown(report()) == ""  # a server before schema 1.2
+    assert set(present.CREDENTIAL_HEADLINES) == set(CREDENTIAL_STATUSES)  # a headline each
