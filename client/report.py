@@ -227,52 +227,53 @@ def _provenance_section(pdf: _Report, provenance: Mapping[str, Any] | None) -> N
     if provenance is None:
         pdf.line_of("The server reported no provenance for this file.")
         return
-    credentials = provenance.get("content_credentials")
+    _credentials_lines(pdf, provenance.get("content_credentials"))
+    if provenance.get("container"):
+        _container_lines(pdf, provenance["container"])
+
+
+def _credentials_lines(pdf: _Report, credentials: Mapping[str, Any] | None) -> None:
     if credentials is None:
         pdf.field("Content Credentials", "not read by this server")
-    else:
-        pdf.field("Content Credentials", f"{credentials['status']}: {credentials['summary']}")
-        if credentials["present"]:
-            signer = credentials.get("signer") or {}
-            pdf.field("Claim generator", credentials.get("claim_generator"))
-            pdf.field("Signer", f"{signer.get('subject')} (issued by {signer.get('issuer')})")
-            pdf.field("Signed at", credentials.get("signed_at") or "no trusted timestamp")
-            pdf.field("AI-generated", "yes" if credentials.get("ai_generated") else "not claimed")
-            for action in credentials.get("actions", []):
-                pdf.line_of(
-                    f"• {action['action']} by {action.get('software_agent') or 'unnamed tool'}"
-                    + (
-                        f" ({action['digital_source_type']})"
-                        if action.get("digital_source_type")
-                        else ""
-                    )
-                )
-            for ingredient in credentials.get("ingredients", []):
-                pdf.line_of(
-                    f"• ingredient: {ingredient.get('title')} ({ingredient.get('relationship')})"
-                )
-    container = provenance.get("container")
-    if container:
-        pdf.field("Container", container["format_long_name"])
-        pdf.field("Encoder", container.get("encoder"))
-        pdf.field("Created", container.get("creation_time") or "not stated")
-        if container.get("movie_created") or container.get("movie_modified"):
-            pdf.field(
-                "Movie header",
-                f"created {container.get('movie_created') or 'not set'}, "
-                f"modified {container.get('movie_modified') or 'not set'}",
-            )
-        pdf.field("Brand", container.get("major_brand"))
-        for stream in container["streams"]:
-            size = f" {stream['width']}x{stream['height']}" if stream["type"] == "video" else ""
-            pdf.line_of(f"• stream {stream['index']}: {stream['type']} {stream['codec']}{size}")
-        for edits in container.get("edit_lists", []):
-            shown = "; ".join(
-                "a pause" if entry["media_time_s"] == -1 else
-                f"{entry['segment_s']} s shown from {entry['media_time_s']} s of its media"
-                for entry in edits["entries"]
-            )  # fmt: skip
-            pdf.line_of(f"• track {edits['track']} edit list: {shown}")
+        return
+    pdf.field("Content Credentials", f"{credentials['status']}: {credentials['summary']}")
+    signer = credentials.get("signer")
+    if not signer:  # none, or present but unreadable: nothing more to state
+        return
+    pdf.field("Claim generator", credentials.get("claim_generator"))
+    pdf.field("Signer", f"{signer.get('subject')} (issued by {signer.get('issuer')})")
+    pdf.field("Signed at", credentials.get("signed_at") or "no trusted timestamp")
+    pdf.field("AI-generated", "yes" if credentials.get("ai_generated") else "not claimed")
+    for action in credentials.get("actions", []):
+        source = action.get("digital_source_type")
+        agent = action.get("software_agent") or "an unnamed tool"
+        pdf.line_of(f"• {action['action']} by {agent}" + (f" ({source})" if source else ""))
+    for ingredient in credentials.get("ingredients", []):
+        pdf.line_of(f"• ingredient: {ingredient.get('title')} ({ingredient.get('relationship')})")
+
+
+def _container_lines(pdf: _Report, container: Mapping[str, Any]) -> None:
+    pdf.field("Container", container["format_long_name"])
+    pdf.field("Encoder", container.get("encoder"))
+    pdf.field("Created", container.get("creation_time") or "not stated")
+    if container.get("movie_created") or container.get("movie_modified"):
+        pdf.field(
+            "Movie header",
+            f"created {container.get('movie_created') or 'not set'}, "
+            f"modified {container.get('movie_modified') or 'not set'}",
+        )
+    pdf.field("Brand", container.get("major_brand"))
+    for stream in container["streams"]:
+        size = f" {stream['width']}x{stream['height']}" if stream["type"] == "video" else ""
+        pdf.line_of(f"• stream {stream['index']}: {stream['type']} {stream['codec']}{size}")
+    for edits in container.get("edit_lists", []):
+        shown = "; ".join(
+            "a pause"
+            if entry["media_time_s"] == -1
+            else f"{entry['segment_s']} s shown from {entry['media_time_s']} s of its media"
+            for entry in edits["entries"]
+        )
+        pdf.line_of(f"• track {edits['track']} edit list: {shown}")
 
 
 def timeline_png(analysis: Mapping[str, Any]) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from client.__main__ import report_paths
 from client.report import LIMITATIONS, evidence_record, render_pdf, write_evidence_report
 from model.service import DetectorService
-from support.credentials import ai_video_manifest, signing_authority
+from support.credentials import ai_video_manifest, damaged_manifest, signing_authority
 from support.weights import seeded_network
 from tests.test_service import TORCH_FP32
 
@@ -92,3 +92,13 @@ def test_reports_go_to_a_file_for_one_video_and_a_folder_for_several(tmp_path):
         two: tmp_path / "reports" / "2-clip.mp4.pdf",
     }
     assert (tmp_path / "reports").is_dir()
+
+
+def test_unreadable_credentials_are_reported_without_a_made_up_signer(service, one_face_video):
+    signed = signing_authority().sign(one_face_video.path.read_bytes(), ai_video_manifest())
+    damaged = damaged_manifest(signed)
+    text, _, _ = pdf_text_and_first_page(
+        render_pdf(evidence_record("damaged.mp4", damaged, analysed(service, damaged)))
+    )
+    assert "unreadable: the file carries Content Credentials that cannot be read" in text
+    assert "issued by" not in text and "Claim generator" not in text
