@@ -36,7 +36,6 @@ AI_SOURCE_TYPES = {
 # Validation codes that mean the manifest no longer matches the bytes it was signed over.
 TAMPER_CODES = ("mismatch", "hashedURI.missing")
 MAX_LISTED = 32  # actions or ingredients listed
-Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,8 @@ class CredentialsReader:
     def read(
         self, data: bytes | bytearray | memoryview, container_format: str
     ) -> ContentCredentials:
+        """The credentials of a file FFmpeg read as `container_format`; never raises for
+        what the file holds."""
         media_type = MEDIA_TYPES.get(container_format)
         if media_type is None:
             return ContentCredentials(
