@@ -53,7 +53,7 @@ def iter_boxes(data: bytes | memoryview, start: int = 0, end: int | None = None)
 def edit_lists(data: bytes | memoryview) -> list[dict[str, Any]]:
     """Each track's edit list (moov/trak/edts/elst) in seconds: `segment_s` of the track shown,
     starting at `media_time_s` of its media (-1: an empty edit, a pause)."""
-    moov = next((box for box in iter_boxes(data) if box.kind == b"moov"), None)
+    moov = _first(iter_boxes(data), b"moov")
     if moov is None:
         return []
     movie_scale = _timescale(data, moov, b"mvhd")
@@ -75,8 +75,8 @@ def movie_times(data: bytes | memoryview) -> dict[str, str | None]:
     """The movie header's (moov/mvhd) creation and modification times, UTC, ISO 8601; None
     where a time is 0 (unset: what FFmpeg writes unless told a creation time) or absent."""
     times: dict[str, str | None] = {"created": None, "modified": None}
-    moov = next((box for box in iter_boxes(data) if box.kind == b"moov"), None)
-    mvhd = moov and next((b for b in _children(data, moov) if b.kind == b"mvhd"), None)
+    moov = _first(iter_boxes(data), b"moov")
+    mvhd = moov and _first(_children(data, moov), b"mvhd")
     if mvhd is None or mvhd.size < 20:
         return times
     version = data[mvhd.start]
@@ -87,6 +87,10 @@ def movie_times(data: bytes | memoryview) -> dict[str, str | None]:
             moment = MOVIE_EPOCH + datetime.timedelta(seconds=seconds)
             times[name] = moment.isoformat()
     return times
+
+
+def _first(boxes: Iterator[Box], kind: bytes) -> Box | None:
+    return next((box for box in boxes if box.kind == kind), None)
 
 
 def _children(data: bytes | memoryview, box: Box) -> Iterator[Box]:

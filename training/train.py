@@ -325,7 +325,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(config.precision, processes.device)
-    on_gpu = processes.device.type == "cuda"
+    data_workers = processes.data_workers(config.workers)
 
     settings = ModelSettings(name=config.name, version=config.version, input_size=config.input_size)
     network = build_model(settings)
@@ -372,9 +372,9 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         shuffle=sampler is None,
         sampler=sampler,
         generator=generator,
-        num_workers=processes.data_workers(config.workers),
-        pin_memory=on_gpu,  # page-locked batches copy to the GPU while it computes
-        persistent_workers=processes.data_workers(config.workers) > 0,
+        num_workers=data_workers,
+        pin_memory=processes.device.type == "cuda",  # copied to the GPU while it computes
+        persistent_workers=data_workers > 0,
         collate_fn=Collate(settings),
         drop_last=shard_size > config.batch_size,
     )
@@ -411,7 +411,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         "val_crops": len(val_set),
         "torch_threads": torch.get_num_threads(),
         "device": device_name(processes.device),
-        "data_workers": processes.data_workers(config.workers),
+        "data_workers": data_workers,
         "world_size": processes.world_size,
         "distributed_backend": processes.backend or "",
         "init_source": settings.init_source,
