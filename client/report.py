@@ -37,8 +37,13 @@ LIMITATIONS = (
 )
 SIDECAR_SUFFIX = ".json"
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-HEADINGS = {"fake": "Likely manipulated", "real": "No sign of face manipulation found",
-            "uncertain": "Uncertain: too close to call", "no_face": "No face found"}  # fmt: skip
+# Each label in words, the same on the web page (ui/present.py) and in the report.
+HEADLINES = {
+    "fake": "Likely manipulated",
+    "real": "No sign of face manipulation found",
+    "uncertain": "Uncertain: too close to call",
+    "no_face": "No face found: nothing to judge",
+}
 
 
 def evidence_record(
@@ -169,7 +174,7 @@ def _model_section(pdf: _Report, model: Mapping[str, Any]) -> None:
 
 def _verdict_section(pdf: _Report, analysis: Mapping[str, Any]) -> None:
     label = analysis["label"]
-    pdf.heading(f"Verdict: {HEADINGS.get(label, label)} ({label})")
+    pdf.heading(f"Verdict: {HEADLINES[label]} ({label})")
     if analysis["fake_probability"] is not None:
         pdf.field("Fake probability", f"{analysis['fake_probability']:.3f}")
     pdf.field("Threshold", f"{analysis['threshold']:.2f}, rule {analysis['aggregation']}")
@@ -188,15 +193,10 @@ def _people_section(pdf: _Report, analysis: Mapping[str, Any]) -> None:
     people = analysis.get("people") or []
     if not people:
         return
-    crops = {
-        (frame["frame_index"], tuple(face["box"])): face.get("crop_jpeg")
-        for frame in analysis["frames"]
-        for face in frame["faces"]
-    }
+    crops = representative_crops(analysis)
     for person in people:
         pdf.heading(f"Person {person['person_id']}", 11)
-        shown = person["representative"]
-        crop = crops.get((shown["frame_index"], tuple(shown["box"])))
+        crop = crops.get(person["person_id"])
         if crop:
             pdf.picture(base64.b64decode(crop), 28)
         pdf.field("Label", f"{person['label']} (fake probability {person['fake_probability']:.3f})")
@@ -208,6 +208,23 @@ def _people_section(pdf: _Report, analysis: Mapping[str, Any]) -> None:
             for s in person["segments"]
         )
         pdf.field("Flagged segments", spans or "none")
+
+
+def representative_crops(analysis: Mapping[str, Any]) -> dict[int, str]:
+    """person_id -> the base64 JPEG of their representative face, where the answer has crops
+    (a request with `crops=true`)."""
+    crops = {
+        (frame["frame_index"], tuple(face["box"])): face.get("crop_jpeg")
+        for frame in analysis["frames"]
+        for face in frame["faces"]
+    }
+    found = {}
+    for person in analysis.get("people", []):
+        shown = person["representative"]
+        crop = crops.get((shown["frame_index"], tuple(shown["box"])))
+        if crop:
+            found[person["person_id"]] = crop
+    return found
 
 
 def _explanations_section(pdf: _Report, explanations: list[Mapping[str, Any]]) -> None:

@@ -78,7 +78,7 @@ def test_a_video_without_faces_still_gets_a_report(service, no_face_video):
     text, _, _ = pdf_text_and_first_page(
         render_pdf(evidence_record("x.mp4", data, analysed(service, data)))
     )
-    assert "No face found (no_face)" in text and "Person 1" not in text
+    assert "No face found: nothing to judge (no_face)" in text and "Person 1" not in text
     assert "Content Credentials" in text and "none" in text
 
 

@@ -11,15 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from client.report import HEADLINES, representative_crops
 from client.sheet import decode_image_base64
 from protocol.wire import NO_FACE
 
-HEADLINES = {
-    "fake": "Likely manipulated",
-    "real": "No sign of face manipulation found",
-    "uncertain": "Uncertain: too close to call",
-    "no_face": "No face found: nothing to judge",
-}
 EXPLAINED = {
     "fake": "The detector scored the faces in this video as more likely face-swapped than real.",
     "real": "The detector scored the faces in this video as more likely real than face-swapped.",
@@ -155,15 +150,10 @@ def person_name(person_id: int) -> str:
 
 def people_cards(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
     """(face crop, caption) per person: their clearest face, verdict and flagged spans."""
-    crops = {
-        (frame["frame_index"], tuple(face["box"])): face.get("crop_jpeg")
-        for frame in report["frames"]
-        for face in frame["faces"]
-    }
+    crops = representative_crops(report)
     cards = []
     for person in report.get("people", []):
-        shown = person["representative"]
-        crop = crops.get((shown["frame_index"], tuple(shown["box"])))
+        crop = crops.get(person["person_id"])
         if crop is None:
             continue
         spans = ", ".join(f"{s['start_s']:.1f}-{s['end_s']:.1f} s" for s in person["segments"])
