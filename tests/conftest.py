@@ -54,29 +54,60 @@ def small_video_dir(sample_videos, tmp_path_factory) -> Path:
     return folder
 
 
+# Crops are cut once, at the input size of the model that uses them: the small set at the short
+# training runs' 96 px (--input-size 96), and at the served checkpoint's 160 px for int8.
+TRAINING_CROP_SIZE = 96
+SERVED_CROP_SIZE = 160
+
+
 @pytest.fixture(scope="session")
-def extracted_images(small_video_dir, tmp_path_factory):
-    """(image dir, outcomes) after training.extract_faces over the small set."""
+def extract_small_set(small_video_dir, tmp_path_factory):
+    """crop size -> (image dir, outcomes) of training.extract_faces over the small set, each
+    size extracted once per session."""
     from model.video import SamplingConfig
     from training.extract_faces import ExtractionConfig, extract_all, video_jobs
 
-    image_dir = tmp_path_factory.mktemp("images")
-    config = ExtractionConfig(sampling=SamplingConfig(interval=20))
-    outcomes = extract_all(video_jobs(small_video_dir, image_dir), config, 1, progress=False)
-    return image_dir, outcomes
+    extracted = {}
+
+    def extract(crop_size: int):
+        if crop_size not in extracted:
+            image_dir = tmp_path_factory.mktemp(f"images-{crop_size}")
+            config = ExtractionConfig(sampling=SamplingConfig(interval=20), crop_size=crop_size)
+            jobs = video_jobs([small_video_dir], image_dir)
+            extracted[crop_size] = image_dir, extract_all(jobs, config, 1, progress=False)
+        return extracted[crop_size]
+
+    return extract
+
+
+@pytest.fixture(scope="session")
+def extracted_images(extract_small_set):
+    """(image dir, outcomes) of the small set at `TRAINING_CROP_SIZE`."""
+    return extract_small_set(TRAINING_CROP_SIZE)
+
+
+def _split_by_identity(image_dir: Path) -> Path:
+    """A split of the extracted small set by identity, from labels.csv."""
+    from training.data_dir import build_split, write_split
+
+    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
+    split = build_split(image_dir, [SAMPLE_DATA / "labels.csv"], fractions, seed=0)
+    path = image_dir / "split.json"
+    write_split(split, path)
+    return path
 
 
 @pytest.fixture(scope="session")
 def split_file(extracted_images) -> Path:
-    """A split of the small set by identity, from labels.csv."""
-    from training.data_dir import build_split, write_split
+    """The small set split by identity, crops at `TRAINING_CROP_SIZE` (the training tests')."""
+    return _split_by_identity(extracted_images[0])
 
-    image_dir, _ = extracted_images
-    fractions = {"train": 0.5, "val": 0.25, "test": 0.25}
-    split = build_split(image_dir, SAMPLE_DATA / "labels.csv", fractions, seed=0)
-    path = image_dir / "split.json"
-    write_split(split, path)
-    return path
+
+@pytest.fixture(scope="session")
+def served_split_file(extract_small_set) -> Path:
+    """The same split with crops at `SERVED_CROP_SIZE`, `served_checkpoint`'s input size: what
+    an int8 model of that checkpoint is calibrated and checked on."""
+    return _split_by_identity(extract_small_set(SERVED_CROP_SIZE)[0])
 
 
 # One TorchServe for every test that can share it (test_serving, test_corpus, test_ui): the
@@ -94,12 +125,14 @@ def served_checkpoint(tmp_path_factory) -> Path:
     from model.network import ModelSettings
     from support.weights import random_checkpoint
 
-    settings = ModelSettings(name="deepfake-xception-test", version="0.1.0", input_size=160)
+    settings = ModelSettings(
+        name="deepfake-xception-test", version="0.1.0", input_size=SERVED_CROP_SIZE
+    )
     return random_checkpoint(tmp_path_factory.mktemp("checkpoint") / "best.pt", settings)
 
 
 @pytest.fixture(scope="session")
-def model_store(served_checkpoint, split_file, tmp_path_factory) -> Path:
+def model_store(served_checkpoint, served_split_file, tmp_path_factory) -> Path:
     """deepfake.mar (0.1.0, the shipped model config) and deepfake-v2.mar: the same weights
     with settings version 0.2.0, an int8 model calibrated on the small set's faces, TorchServe
     batching (`V2_BATCH`) and two inference paths timed at start (`V2_PATHS`)."""
@@ -120,7 +153,11 @@ def model_store(served_checkpoint, split_file, tmp_path_factory) -> Path:
     config_file = second.parent / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     build_archive(
-        second, store, file_name="deepfake-v2", config_file=config_file, int8_split=split_file
+        second,
+        store,
+        file_name="deepfake-v2",
+        config_file=config_file,
+        int8_split=served_split_file,
     )
     return store
 

@@ -27,20 +27,20 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    settings = ModelSettings(name="int8-test", input_size=160)
+    settings = ModelSettings(name="int8-test", input_size=160)  # served_split_file's crops
     return random_checkpoint(tmp_path_factory.mktemp("int8-checkpoint") / "best.pt", settings)
 
 
 @pytest.fixture(scope="module")
-def int8_build(checkpoint, split_file, tmp_path_factory):
+def int8_build(checkpoint, served_split_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
-    check = build_int8(checkpoint, split_file, folder, QuantizeConfig(calibration_crops=100))
+    check = build_int8(checkpoint, served_split_file, folder, QuantizeConfig(calibration_crops=100))
     return check, folder
 
 
-def test_int8_model_is_calibrated_checked_and_saved(int8_build, split_file):
+def test_int8_model_is_calibrated_checked_and_saved(int8_build, served_split_file):
     check, folder = int8_build
-    split = json.loads(split_file.read_text())
+    split = json.loads(served_split_file.read_text())
     validation = [v for v in split["videos"] if v["split"] == "val" and v["crops"]]
     assert check.accepted, check.reason
     assert 0 < check.calibration_crops <= 100
@@ -79,12 +79,14 @@ def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoin
     assert compared >= 20
 
 
-def test_a_failed_check_saves_nothing_and_exits_non_zero(checkpoint, split_file, tmp_path, capsys):
+def test_a_failed_check_saves_nothing_and_exits_non_zero(
+    checkpoint, served_split_file, tmp_path, capsys
+):
     """A tolerance no int8 model can meet: the CLI reports why and writes no model."""
     code = main(
         [
             "--checkpoint", str(checkpoint),
-            "--split", str(split_file),
+            "--split", str(served_split_file),
             "--output", str(tmp_path / "out"),
             "--calibration-crops", "20",
             "--max-probability-shift", "0",
@@ -98,7 +100,7 @@ def test_a_failed_check_saves_nothing_and_exits_non_zero(checkpoint, split_file,
     np.testing.assert_array_less(0, report["max_probability_shift"])
 
 
-def test_accuracy_control_puts_the_worst_layers_back_to_fp32(checkpoint, split_file):
+def test_accuracy_control_puts_the_worst_layers_back_to_fp32(checkpoint, served_split_file):
     """An unreachable target on the calibration videos: NNCF ranks the layers and returns
     the quantized model with `max_restored_layers` of them back in fp32 (fewer FakeQuantize
     nodes than with a target the plain int8 model already meets). A small convolutional
@@ -111,7 +113,7 @@ def test_accuracy_control_puts_the_worst_layers_back_to_fp32(checkpoint, split_f
         nn.Conv2d(16, 16, 3, stride=2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2),
     ).eval()  # fmt: skip
-    split = load_split(split_file)
+    split = load_split(served_split_file)
     items = split_items(split, "train", split["image_dir"], fake_source="videos")
     crops = FaceCrops(items, settings, train=False)
     counts = {}

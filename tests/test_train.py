@@ -112,7 +112,9 @@ def _saved_random_checkpoint(folder, input_size=96):
 
     torch.manual_seed(1)
     path = folder / "init.pt"
-    origin = ModelSettings(init_source="weights.whl", init_sha256="ab" * 32, init_licence="MIT")
+    origin = ModelSettings(
+        init_source="weights.whl", init_sha256="ab" * 32, init_licence="MIT", face_crop_scale=1.5
+    )
     save_checkpoint(build_model(ModelSettings(input_size=input_size)), origin, path)
     return path
 
@@ -129,6 +131,8 @@ def _changed_after_one_epoch(split_file, folder, *options) -> set[str]:
 
 
 def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tmp_path):
+    from training.data_dir import load_split
+
     options = ["--freeze-backbone-epochs", "1", "--experiment", "frozen"]
     changed = _changed_after_one_epoch(split_file, tmp_path, *options)
     # Weights and batch-norm statistics of the backbone stay ImageNet's; only the head moves.
@@ -136,6 +140,8 @@ def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tm
     # Where the starting weights came from travels into the new checkpoint and into MLflow.
     _, settings = load_checkpoint(tmp_path / "out" / "best.pt")
     assert (settings.init_source, settings.init_sha256) == ("weights.whl", "ab" * 32)
+    # The crop scale is the one the split's crops were cut at, not the starting checkpoint's.
+    assert settings.face_crop_scale == load_split(split_file)["crop_scale"] == 1.3
     client = mlflow.MlflowClient(tracking_uri)
     [run] = client.search_runs([client.get_experiment_by_name("frozen").experiment_id])
     assert run.data.params["init_sha256"] == "ab" * 32
@@ -161,13 +167,15 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
 
     split = load_split(split_file)
     everything = tmp_path / "all.json"
-    write_split(dict(split, videos=[dict(v, split="train") for v in split["videos"]]), everything)
+    videos = [dict(v, split="train") for v in split["videos"]]
+    write_split(dict(split, videos=videos, crop_scale=1.25), everything)
     arguments = ["--split", str(everything), "--output-dir", str(tmp_path), *SHORT_RUN]
     arguments += ["--epochs", "1", "--experiment", "no-validation", "--registered-model", ""]
     with pytest.raises(SystemExit, match="checkpoint_selection"):
         main(arguments)
     assert main([*arguments, "--checkpoint-selection", "last"]) == 0
     assert json.loads((tmp_path / "best.json").read_text())["input_size"] == 96
+    assert json.loads((tmp_path / "best.json").read_text())["face_crop_scale"] == 1.25
     _, settings = load_checkpoint(tmp_path / "best.pt")
     assert settings.temperature == 1.0 and not settings.calibration  # nothing to fit it on
     # The recipe's temperature from cross-validation is carried into the checkpoint instead.

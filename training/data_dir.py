@@ -1,15 +1,21 @@
 """List the extracted crops per video and split the videos into train / val / test.
 
-    python -m training.data_dir --image-dir images [--metadata labels.csv] [--output split.json]
+    python -m training.data_dir --image-dir images/224 [--metadata labels.csv ...] [--output F]
 
 The split is by group of videos, never by frame: all crops of a video, and every video of a
 group, land on one side. A group is the identity or source clip behind a video, so a fake made
 from a real clip stays with that clip. Groups come from `--metadata` (a CSV with a `file`
 column and a `group` column, or an `identity` column where fakes read `target<-source`, as in
-../shared/data/labels.csv); without it a fake named `<real-id>_<anything>` joins that real
-video's group (FaceForensics++ names fakes `000_003` after target 000), any other video is its
-own group. Groups are assigned greedily, largest first, to the split furthest below its share
-of each label; a split left empty takes the smallest group of the largest. Seeded.
+../shared/data/labels.csv; repeat the flag to merge several CSVs, which must not disagree on
+a video); without it a fake named `<real-id>_<anything>` joins that real video's group
+(FaceForensics++ names fakes `000_003` after target 000), any other video is its own group.
+Groups are assigned greedily, largest first, to the split furthest below its share of each
+label; a split left empty takes the smallest group of the largest. Seeded.
+
+Each video also carries, from the metadata where it has them, its swap `method`, its `crf` and,
+for a fake, `source_video`: the real clip it was made from (`target=<clip>` in a `source`
+column). The split records the `crop_size` and `crop_scale` its crops were cut at, which the
+model trained on it must use (`check_crop_size`).
 """
 
 from __future__ import annotations
@@ -19,15 +25,33 @@ import csv
 import json
 import os
 import random
+import re
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.extract_faces import FACES_FILE, LABELS
+from training.extract_faces import FACES_FILE, LABELS, video_id_of
 
 SPLITS = ("train", "val", "test")
-SPLIT_FORMAT = 1
+SPLIT_FORMAT = 2  # 2: crop_size and crop_scale; per video method, crf and source_video
+# A fake's `source` column names the real clip it was made from: `target=<clip stem>`.
+SOURCE_CLIP = re.compile(r"\btarget=([^\s;,()]+)")
+
+
+class SplitError(ValueError):
+    """A split that cannot be built or used as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    """What a labels CSV says of one video."""
+
+    group: str | None = None
+    method: str | None = None
+    crf: int | None = None
+    source_video: str | None = None  # a fake's real clip (its video id)
 
 
 @dataclass(frozen=True)
@@ -48,17 +72,46 @@ def read_extracted(image_dir: Path) -> list[dict]:
     return records
 
 
-def groups_from_metadata(metadata_csv: Path) -> dict[str, str]:
-    """video id (file stem) -> group, from a `group` or `identity` column."""
-    groups = {}
-    with open(metadata_csv, newline="") as file:
-        for row in csv.DictReader(file):
-            video_id = Path(row["file"]).stem
-            if row.get("group"):
-                groups[video_id] = row["group"]
-            elif row.get("identity"):
-                groups[video_id] = row["identity"].split("<-")[0]
-    return groups
+def read_metadata(metadata_csvs: Sequence[Path]) -> dict[str, VideoMetadata]:
+    """video id -> its metadata, merged over the CSVs; SplitError where two disagree."""
+    merged: dict[str, VideoMetadata] = {}
+    where: dict[str, Path] = {}
+    for metadata_csv in metadata_csvs:
+        if not Path(metadata_csv).is_file():
+            raise SplitError(f"metadata file {metadata_csv} does not exist")
+        with open(metadata_csv, newline="") as file:
+            for row in csv.DictReader(file):
+                video_id = _video_id(row["file"])
+                metadata = _row_metadata(row, metadata_csv)
+                if video_id in merged and merged[video_id] != metadata:
+                    raise SplitError(
+                        f"{where[video_id]} and {metadata_csv} disagree on {video_id}: "
+                        f"{merged[video_id]} vs {metadata}"
+                    )
+                merged[video_id], where[video_id] = metadata, Path(metadata_csv)
+    return merged
+
+
+def _video_id(file: str) -> str:
+    """The id extract_faces gives the video at `file` (a path under real/ or fake/)."""
+    parts = Path(file).parts
+    label_at = next((i for i, part in enumerate(parts) if part in LABELS), None)
+    return video_id_of(Path(*parts[label_at + 1 :])) if label_at is not None else Path(file).stem
+
+
+def _row_metadata(row: dict[str, str], metadata_csv: Path) -> VideoMetadata:
+    group = row.get("group") or (row.get("identity") or "").split("<-")[0] or None
+    crf = (row.get("crf") or "").strip()
+    if crf and not crf.isdigit():
+        raise SplitError(f"{metadata_csv}: crf of {row['file']} is {crf!r}, not a whole number")
+    found = SOURCE_CLIP.search(row.get("source") or "")
+    fake = row.get("label") == "fake" or "fake" in Path(row["file"]).parts
+    return VideoMetadata(
+        group=group,
+        method=row.get("method") or None,
+        crf=int(crf) if crf else None,
+        source_video=found.group(1) if fake and found else None,
+    )
 
 
 def assign_groups(records: list[dict], metadata_groups: dict[str, str]) -> dict[str, str]:
@@ -117,13 +170,43 @@ def split_groups(
     return assignment
 
 
+def crop_geometry(records: list[dict]) -> tuple[int, float]:
+    """(crop_size, crop_scale) shared by every video's crops; SplitError where they differ."""
+    videos_of: dict[tuple, list[str]] = defaultdict(list)
+    for record in records:
+        videos_of[(record.get("crop_size"), record.get("crop_scale"))].append(record["video_id"])
+    if len(videos_of) == 1 and None not in next(iter(videos_of)):
+        return next(iter(videos_of))
+    found = "; ".join(
+        f"{size} px at scale {scale}: {', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''}"
+        for (size, scale), videos in videos_of.items()
+    )
+    raise SplitError(
+        f"the videos' crops were not all cut alike ({found}): extract every video of one image "
+        "dir with the same --crop-size (and re-extract any without one)"
+    )
+
+
+def check_crop_size(split: dict, input_size: int) -> None:
+    """SplitError unless the split's crops are `input_size` px, the model's input: training
+    and the server must see the same pixels, so a crop is never resized after it is cut."""
+    if split["crop_size"] != input_size:
+        raise SplitError(
+            f"the split's face crops are {split['crop_size']} px but the model's input_size is "
+            f"{input_size}: re-extract the faces with --crop-size {input_size} "
+            "(training.extract_faces) and split them again (training.data_dir)"
+        )
+
+
 def build_split(
-    image_dir: Path, metadata_csv: Path | None, fractions: dict[str, float], seed: int
+    image_dir: Path, metadata_csvs: Sequence[Path], fractions: dict[str, float], seed: int
 ) -> dict:
     records = read_extracted(image_dir)
     if not records:
-        raise SystemExit(f"data_dir: no {FACES_FILE} under {image_dir}; run extract_faces first")
-    metadata_groups = groups_from_metadata(metadata_csv) if metadata_csv else {}
+        raise SplitError(f"no {FACES_FILE} under {image_dir}; run training.extract_faces first")
+    crop_size, crop_scale = crop_geometry(records)
+    metadata = read_metadata(metadata_csvs)
+    metadata_groups = {video_id: m.group for video_id, m in metadata.items() if m.group}
     video_groups = assign_groups(records, metadata_groups)
     group_labels: dict[str, Counter] = defaultdict(Counter)
     for record in records:
@@ -137,6 +220,7 @@ def build_split(
             for face in frame["faces"]
         ]
         group = video_groups[record["video_id"]]
+        known = metadata.get(record["video_id"], VideoMetadata())
         videos.append(
             {
                 "video_id": record["video_id"],
@@ -145,6 +229,9 @@ def build_split(
                 "split": group_splits[group],
                 "folder": f"{record['label']}/{record['video_id']}",
                 "video": record["video"],
+                "method": known.method,
+                "crf": known.crf,
+                "source_video": known.source_video,
                 "frames": len(record["frames"]),
                 "crops": crops,
             }
@@ -154,6 +241,8 @@ def build_split(
         "seed": seed,
         "fractions": fractions,
         "image_dir": str(image_dir),
+        "crop_size": crop_size,
+        "crop_scale": crop_scale,
         "videos": videos,
     }
 
@@ -168,7 +257,10 @@ def load_split(path: Path) -> dict:
     """Read a split file; its `image_dir` comes back as a path usable from any folder."""
     split = json.loads(Path(path).read_text())
     if split.get("format") != SPLIT_FORMAT:
-        raise SystemExit(f"{path} is not a split file of format {SPLIT_FORMAT}")
+        raise SplitError(
+            f"{path} is not a split file of format {SPLIT_FORMAT} (it says {split.get('format')}): "
+            "run training.data_dir again"
+        )
     split["image_dir"] = str((Path(path).parent / split["image_dir"]).resolve())
     return split
 
@@ -194,7 +286,13 @@ def describe(split: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
-    parser.add_argument("--metadata", type=Path, help="CSV with file + group or identity")
+    parser.add_argument(
+        "--metadata",
+        type=Path,
+        action="append",
+        default=[],
+        help="CSV with file + group or identity (and method, crf, source); repeat to merge",
+    )
     parser.add_argument("--output", type=Path, help="split file (default IMAGE_DIR/split.json)")
     parser.add_argument("--val", type=float, default=0.15, help="share of videos for validation")
     parser.add_argument("--test", type=float, default=0.15, help="share of videos for test")
@@ -202,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     fractions = {"train": 1.0 - args.val - args.test, "val": args.val, "test": args.test}
-    split = build_split(args.image_dir, args.metadata, fractions, args.seed)
+    try:
+        split = build_split(args.image_dir, args.metadata, fractions, args.seed)
+    except SplitError as error:
+        print(f"data_dir: {error}", file=sys.stderr)
+        return 1
     output = args.output or args.image_dir / "split.json"
     write_split(split, output)
     print(f"data_dir: wrote {output}\n{describe(split)}")

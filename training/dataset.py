@@ -1,8 +1,9 @@
 """Face crops of one split as a torch Dataset, with self-blended fakes and augmentation.
 
-Crops were cut by the serving pipeline (training.extract_faces); here they only get the
-training-time changes, and batches are made by `model.tensors.crops_to_batch`, the function
-the server uses, so training and serving see the same tensors for the same face.
+Crops were cut by the serving pipeline (training.extract_faces) at the model's input size, as
+the server cuts them, and are never resized here (a crop of another size is an error); they only
+get the training-time changes, and batches are made by `model.tensors.crops_to_batch`, the
+function the server uses, so training and serving see the same tensors for the same face.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from model.faces import resize_square
 from model.network import ModelSettings
 from model.tensors import crops_to_batch
 from training.augment import AugmentConfig, augment
@@ -94,12 +94,18 @@ class FaceCrops(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
         item = self.items[index]
         image = read_rgb(item.path)
+        size = self.settings.input_size
+        if image.shape[:2] != (size, size):
+            raise ValueError(
+                f"face crop {item.path} is {image.shape[1]}x{image.shape[0]} px, the model's "
+                f"input is {size}x{size}: re-extract the faces with --crop-size {size}"
+            )
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if item.self_blended:
             image = self_blend(image, item.landmarks, rng, self.blend_config).image
         if self.train:
             image = augment(image, rng, self.augment_config)
-        return resize_square(image, self.settings.input_size), item.label, index
+        return image, item.label, index
 
     def labels(self) -> np.ndarray:
         return np.array([item.label for item in self.items], dtype=np.int64)

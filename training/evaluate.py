@@ -27,7 +27,7 @@ from model.config import add_arguments, from_arguments
 from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_checkpoint
 from model.service import DetectorService
 from protocol.wire import FACE_RULES, find_videos
-from training.data_dir import load_split
+from training.data_dir import check_crop_size, load_split
 from training.dataset import FAKE, REAL, FaceCrops, split_items
 from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
 from training.scoring import video_probabilities as aggregate_videos
@@ -86,6 +86,7 @@ def evaluate_split(
     split_file: Path, split_name: str, network, settings: ModelSettings, batch_size: int
 ) -> Evaluation:
     split = load_split(split_file)
+    check_crop_size(split, settings.input_size)
     items = split_items(split, split_name, split["image_dir"], fake_source="videos")
     scores = score_crops(network, FaceCrops(items, settings, train=False), batch_size, "fp32")
     methods, no_face = {}, {}

@@ -1,11 +1,16 @@
 """Cut face crops out of labelled videos with the serving pipeline, for training.
 
-    python -m training.extract_faces --video-dir videos --image-dir images --interval 20
+    python -m training.extract_faces --video-dir videos [--video-dir more] --image-dir images \
+        --crop-size 224 --interval 20
 
-Reads `VIDEO_DIR/real/**` and `VIDEO_DIR/fake/**` (any container PyAV reads) and writes, per
-video, `IMAGE_DIR/<label>/<video-id>/<frame>_<face>.png` crops and a `faces.json` with each
-face's frame, time, boxes, detector score and 68 landmarks (crop pixels, for self-blending).
-A video whose `faces.json` exists is skipped, so an interrupted run resumes where it stopped.
+Reads `VIDEO_DIR/real/**` and `VIDEO_DIR/fake/**` of every `--video-dir` (any container PyAV
+reads) and writes, per video, `IMAGE_DIR/<label>/<video-id>/<frame>_<face>.png` crops and a
+`faces.json` with each face's frame, time, boxes, detector score and 68 landmarks (crop pixels,
+for self-blending). Crops are cut at `--crop-size`, which must be the input size of the model
+they will train: the server cuts each face once, at that size, and training then sees the same
+pixels (training.train refuses crops of another size). Video ids (the path under real/ or fake/,
+`__` for `/`) must be unique across all folders. A video whose `faces.json` exists is skipped,
+so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import dataclasses
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,17 +70,32 @@ class ExtractionOutcome:
     error: str | None = None
 
 
-def video_jobs(video_dir: Path, image_dir: Path) -> list[VideoJob]:
-    """One job per video under `video_dir/real` and `video_dir/fake`."""
-    jobs = []
-    for label in LABELS:
-        label_dir = video_dir / label
-        if not label_dir.is_dir():
-            continue
-        for path in find_videos([label_dir]):
-            video_id = "__".join(path.relative_to(label_dir).with_suffix("").parts)
-            jobs.append(VideoJob(path, label, video_id, image_dir / label / video_id))
-    return jobs
+def video_id_of(path_in_label_dir: Path) -> str:
+    """A video's id from its path under `real/` or `fake/`: `a/b.mp4` -> `a__b`."""
+    return "__".join(Path(path_in_label_dir).with_suffix("").parts)
+
+
+def video_jobs(video_dirs: Sequence[Path], image_dir: Path) -> list[VideoJob]:
+    """One job per video under `real/` and `fake/` of each folder, all into `image_dir`.
+    ValueError for a folder that does not exist or has neither, or a video id found twice."""
+    jobs: dict[str, VideoJob] = {}
+    for video_dir in video_dirs:
+        if not any((video_dir / label).is_dir() for label in LABELS):
+            problem = "does not exist" if not video_dir.exists() else "has no real/ or fake/"
+            raise ValueError(f"video folder {video_dir} {problem}")
+        for label in LABELS:
+            label_dir = video_dir / label
+            if not label_dir.is_dir():
+                continue
+            for path in find_videos([label_dir]):
+                video_id = video_id_of(path.relative_to(label_dir))
+                if video_id in jobs:
+                    raise ValueError(
+                        f"video id {video_id!r} is both {jobs[video_id].video_path} and {path}: "
+                        "video ids must be unique across the video folders (rename one)"
+                    )
+                jobs[video_id] = VideoJob(path, label, video_id, image_dir / label / video_id)
+    return list(jobs.values())
 
 
 @lru_cache(maxsize=1)
@@ -171,19 +192,34 @@ def summary(outcomes: list[ExtractionOutcome]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos"))
+    parser.add_argument(
+        "--video-dir",
+        "--video_dir",
+        type=Path,
+        action="append",
+        help="folder with real/ and fake/; repeat for more (default: videos)",
+    )
     parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
     add_arguments(parser, sections=("sampling",))
     parser.add_argument(
-        "--crop-size", type=int, default=ExtractionConfig.crop_size, help="saved crop side in px"
+        "--crop-size",
+        type=int,
+        default=ExtractionConfig.crop_size,
+        help="saved crop side in px: the input size of the model to train",
     )
     parser.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
     parser.add_argument("--no-landmarks", action="store_true", help="skip 68-point landmarks")
     args = parser.parse_args(argv)
 
-    jobs = video_jobs(args.video_dir, args.image_dir)
+    video_dirs = args.video_dir or [Path("videos")]
+    try:
+        jobs = video_jobs(video_dirs, args.image_dir)
+    except ValueError as error:
+        print(f"extract_faces: {error}", file=sys.stderr)
+        return 1
     if not jobs:
-        print(f"extract_faces: no videos in {args.video_dir}/real or /fake", file=sys.stderr)
+        folders = ", ".join(str(folder) for folder in video_dirs)
+        print(f"extract_faces: no videos under real/ or fake/ of {folders}", file=sys.stderr)
         return 1
     config = ExtractionConfig(
         sampling=from_arguments(args, sections=("sampling",)).sampling,

@@ -35,7 +35,7 @@ from model.runtime import (
     convert_to_openvino,
 )
 from model.video import evenly_spaced
-from training.data_dir import load_split
+from training.data_dir import check_crop_size, load_split
 from training.dataset import Collate, FaceCrops, split_items
 from training.evaluate import all_metrics, evaluate_split
 from training.scoring import CropScores, video_probabilities
@@ -212,6 +212,7 @@ def build_int8(
 
     network, settings = load_checkpoint(checkpoint)
     split = load_split(split_file)
+    check_crop_size(split, settings.input_size)
     items = split_items(split, "train", split["image_dir"], fake_source="videos")
     int8_model, used = quantize(network, settings, FaceCrops(items, settings, train=False), config)
     check = check_int8(network, settings, int8_model, split_file, used, config)

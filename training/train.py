@@ -47,7 +47,7 @@ from model.network import (
 )
 from training.augment import AugmentConfig
 from training.calibration import fit_temperature, reliability_figure, with_temperature
-from training.data_dir import load_split
+from training.data_dir import SplitError, check_crop_size, load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
 from training.plots import confusion_figure, roc_figure
@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     processes = start_processes()
     try:
         train(config, processes)
+    except SplitError as error:
+        raise SystemExit(f"train: {error}") from error
     finally:
         stop_processes(processes)
     return 0
@@ -321,22 +323,31 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     seed_everything(config.seed)
     split_path = Path(config.split)
     split = load_split(split_path)
+    check_crop_size(split, config.input_size)  # crops are cut once, at the input size
     image_dir = config.image_dir or split["image_dir"]
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(config.precision, processes.device)
     data_workers = processes.data_workers(config.workers)
 
-    settings = ModelSettings(name=config.name, version=config.version, input_size=config.input_size)
+    # The server cuts faces at the scale the training crops were cut at, the split's.
+    settings = ModelSettings(
+        name=config.name,
+        version=config.version,
+        input_size=config.input_size,
+        face_crop_scale=split["crop_scale"],
+    )
     network = build_model(settings)
     if config.init:
         initial, initial_settings = load_checkpoint(Path(config.init))
         network.load_state_dict(initial.state_dict())
+        # The init checkpoint's face_crop_scale is not carried over: it describes the crops
+        # that checkpoint saw, and where it differs from the split's the split wins, since
+        # the new weights learn from (and will be served) crops cut at the split's scale.
         settings = dataclasses.replace(
             settings,
             mean=initial_settings.mean,
             std=initial_settings.std,
-            face_crop_scale=initial_settings.face_crop_scale,
             init_source=initial_settings.init_source,
             init_sha256=initial_settings.init_sha256,
             init_licence=initial_settings.init_licence,
