@@ -4,13 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLE_DATA ?= ../shared/data
-IMAGES ?= images
+# Labelled video folders the models train on, each with videos/{real,fake}/ and labels.csv.
+TRAIN_DATA ?= $(SAMPLE_DATA) ../shared/pool
+# How face extraction samples each video's frames (python -m training.extract_faces --help).
+EXTRACT_SAMPLING ?= --interval 4
+# Face crops, one folder per crop size (IMAGE_ROOT/224/, IMAGE_ROOT/299/), each with all.json
+# and split.json. A recipe trains on crops cut at its input_size, read from its YAML, exactly as
+# the server cuts them for that model: IMAGES holds the demo recipe's, FULL_IMAGES the full's.
+IMAGE_ROOT ?= images
+recipe_input_size = $(or $(shell sed -n 's/^input_size: *\([0-9][0-9]*\).*/\1/p' $(1)),\
+	$(error $(1) has no input_size line))
+DEMO_INPUT_SIZE := $(call recipe_input_size,training/demo.yaml)
+FULL_INPUT_SIZE := $(call recipe_input_size,training/full.yaml)
+IMAGES ?= $(IMAGE_ROOT)/$(DEMO_INPUT_SIZE)
+FULL_IMAGES ?= $(IMAGE_ROOT)/$(FULL_INPUT_SIZE)
 CHECKPOINT ?= checkpoints/best.pt
 # ImageNet Xception, the recipes' starting point (`make weights`); WEIGHTS_FROM: a copy you have.
 WEIGHTS ?= checkpoints/imagenet-xception.pt
 WEIGHTS_FROM ?=
 MODEL_STORE ?= model_store
-# A training split.json: also pack an int8 model calibrated and checked on it (opt-in).
+# A training split.json with crops at the checkpoint's input size (the demo model's:
+# $(IMAGES)/split.json): also pack an int8 model calibrated and checked on it (opt-in).
 INT8_SPLIT ?=
 # Archive a registered MLflow version instead of $(CHECKPOINT): models:/deepfake/<version>.
 MODEL_URI ?=
@@ -84,22 +98,29 @@ $(WEIGHTS):
 
 demo-model: setup weights $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
 
-# The demo model trains on every real sample identity with no validation split (its recipe has
-# a fixed length; its honest numbers come from `make crossval`, docs/training.md).
-# $(IMAGES)/split.json, by identity, is what int8 calibration checks on (INT8_SPLIT).
-$(IMAGES)/all.json:
-	$(PY) -m training.extract_faces --video-dir $(SAMPLE_DATA)/videos --image-dir $(IMAGES) \
-		--interval 4 --workers 2
-	$(PY) -m training.data_dir --image-dir $(IMAGES) --metadata $(SAMPLE_DATA)/labels.csv
-	$(PY) -m training.data_dir --image-dir $(IMAGES) --metadata $(SAMPLE_DATA)/labels.csv \
-		--val 0 --test 0 --output $(IMAGES)/all.json
+TRAIN_METADATA = $(foreach folder,$(TRAIN_DATA),--metadata $(folder)/labels.csv)
+
+# The demo model trains on every real identity of TRAIN_DATA with no validation split (its
+# recipe has a fixed length; its honest numbers come from `make crossval`, docs/training.md).
+# IMAGE_ROOT/<size>/: the faces of every TRAIN_DATA folder cut at <size> px, split.json by
+# identity (what an int8 model of a <size> px checkpoint checks on, INT8_SPLIT) and all.json
+# (every video in train).
+$(IMAGE_ROOT)/%/all.json:
+	@for folder in $(TRAIN_DATA); do \
+		if [ ! -d "$$folder/videos" ] || [ ! -f "$$folder/labels.csv" ]; then \
+			echo "make: TRAIN_DATA folder $$folder has no videos/ and labels.csv" >&2; exit 1; \
+		fi; done
+	$(PY) -m training.extract_faces $(foreach folder,$(TRAIN_DATA),--video-dir $(folder)/videos) \
+		--image-dir $(@D) --crop-size $* $(EXTRACT_SAMPLING) --workers 2
+	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA)
+	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA) --val 0 --test 0 --output $@
 
 $(CHECKPOINT): | $(WEIGHTS) $(IMAGES)/all.json
 	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/all.json \
 		--output-dir $(dir $(CHECKPOINT))
 
-model: setup weights $(IMAGES)/all.json  ## the full recipe (training/full.yaml; its budget stops it at 83 min)
-	$(PY) -m training.train --config training/full.yaml --split $(IMAGES)/all.json \
+model: setup weights $(FULL_IMAGES)/all.json  ## the full recipe (training/full.yaml; its budget stops it at 83 min)
+	$(PY) -m training.train --config training/full.yaml --split $(FULL_IMAGES)/all.json \
 		--output-dir checkpoints/full
 
 crossval: setup weights $(IMAGES)/all.json  ## the evaluation protocol for RECIPE (default: demo)
