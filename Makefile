@@ -7,7 +7,7 @@ SAMPLE_DATA ?= ../shared/data
 # Labelled video folders the models train on, each with videos/{real,fake}/ and labels.csv.
 TRAIN_DATA ?= $(SAMPLE_DATA) ../shared/pool
 # How face extraction samples each video's frames (python -m training.extract_faces --help).
-EXTRACT_SAMPLING ?= --interval 4
+EXTRACT_SAMPLING ?= --num-frames 4
 # Face crops, one folder per crop size (IMAGE_ROOT/224/, IMAGE_ROOT/299/), each with all.json
 # and split.json. A recipe trains on crops cut at its input_size, read from its YAML, exactly as
 # the server cuts them for that model: IMAGES holds the demo recipe's, FULL_IMAGES the full's.
@@ -35,8 +35,9 @@ MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 MLFLOW_WORKERS ?= 2
 MAR := $(MODEL_STORE)/deepfake.mar
-# The evaluation protocol's folds: identities held out together (docs/training.md).
-CV_FOLDS ?= pexels_woman;pyfeat_man;eileen_collins,grace_hopper,multi_face_group
+# `make crossval`: the recipe protocol v2 judges (docs/training.md), its folds' scratch folder.
+RECIPE ?= training/demo.yaml
+CROSSVAL_WORK ?= crossval-work
 TORCHSERVE := $(VENV)/bin/torchserve
 # The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
 TOOLS_VENV ?= .venv-tools
@@ -123,9 +124,10 @@ model: setup weights $(FULL_IMAGES)/all.json  ## the full recipe (training/full.
 	$(PY) -m training.train --config training/full.yaml --split $(FULL_IMAGES)/all.json \
 		--output-dir checkpoints/full
 
-crossval: setup weights $(IMAGES)/all.json  ## the evaluation protocol for RECIPE (default: demo)
-	$(PY) -m training.crossval --config $(or $(RECIPE),training/demo.yaml) \
-		--split $(IMAGES)/all.json --folds "$(CV_FOLDS)" --output crossval.json
+RECIPE_IMAGES = $(IMAGE_ROOT)/$(call recipe_input_size,$(RECIPE))
+crossval: setup weights $(RECIPE_IMAGES)/all.json  ## protocol v2 on RECIPE (default: demo), 5 folds -> crossval.json
+	$(PY) -m training.crossval --config $(RECIPE) --split $(RECIPE_IMAGES)/all.json \
+		--work-dir $(CROSSVAL_WORK) --output crossval.json
 
 archive: setup $(if $(MODEL_URI),,$(MAR))  ## pack checkpoint + the worker code (protocol/ model/ handler/) into $(MAR)
 ifneq ($(MODEL_URI),)

@@ -1,19 +1,17 @@
 """Cross-validate a training recipe by identity: train without some people, score them.
 
-    python -m training.crossval --split images/split.json --config training/demo.yaml \
-        [--folds "pexels_woman;pyfeat_man;eileen_collins,grace_hopper,multi_face_group"]
+    python -m training.crossval --split images/224/all.json --config training/demo.yaml \
+        [--fold-count 5 | --folds "a;b;c,d"] [--work-dir crossval-work]
 
-Each fold holds out the videos of some groups (identities, from training.data_dir), trains the
-recipe on the rest exactly as `training.train` would, and scores the held-out real videos and
-the fakes made on them. With an SBI-only recipe the held-out face swaps are also a manipulation
-method the model never saw. Out-of-fold scores are pooled and reported as video AUC, frame AUC
-and EER with bootstrap 95% intervals (videos resampled within each class), logged as one MLflow
-run beside the folds' training runs, and written to `--output`. The recipe's last epoch is
-scored: the epoch count is part of the recipe, not picked on the held-out people.
-Each fold's checkpoint also judges its held-out videos whole, as the server does (people
-linked, the person rule): `served_video_auc` beside `served_mean_video_auc`, the mean over the
-same sampled faces, so the served rule is measured on people it never saw.
-Default folds: one per group that has faces (leave-one-identity-out).
+Protocol v2 (docs/training.md "The evaluation protocol"): each fold holds out the videos of
+some identity groups, trains the recipe on the rest exactly as `training.train` would, and
+scores the held-out crops with the recipe's last epoch. When every fold is trained, each fold's
+checkpoint gets the temperature fitted on the *other* folds' face scores (cross-fitted), and
+judges its held-out videos whole through the server's `DetectorService` (people linked, the
+served rule, threshold and uncertain band): video AUC overall, per swap method and per CRF,
+the paired rate, the false-alarm rate, ECE and stability, each with a bootstrap 95% interval
+(training/heldout.py). Logged as one MLflow summary run beside the folds' training runs and
+written to `--output`. Default folds: `protocol_folds` (five, balanced, no seed).
 """
 
 from __future__ import annotations
@@ -23,17 +21,16 @@ import json
 import os
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model.aggregation import aggregate
 from model.config import ServiceConfig
-from model.network import load_checkpoint
+from model.network import load_checkpoint, save_checkpoint
 from model.service import DetectorService
-from protocol.wire import FAKE, REAL, UNCERTAIN
 from training.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -42,7 +39,8 @@ from training.calibration import (
 )
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
-from training.metrics import NO_FACE_SCORE, bootstrap_interval, equal_error_rate
+from training.heldout import ServedVideo, format_metrics, served_metrics, served_video
+from training.metrics import bootstrap_interval, equal_error_rate
 from training.scoring import (
     CropScores,
     analyze_files,
@@ -54,10 +52,34 @@ from training.scoring import (
 from training.tracking import start_tracked_run
 from training.train import BEST_WEIGHTS, TrainConfig, config_from_args, get_args_parser, train
 
+# Groups cut from one photo with overlapping edges: one unit, held out together.
+SHARED_PHOTO_PREFIXES = ("solvay_1927_",)
+PROTOCOL_FOLDS = 5
 
-def default_folds(split: dict) -> list[list[str]]:
-    """One fold per group with at least one face crop."""
-    return [[group] for group in sorted({v["group"] for v in split["videos"] if v["crops"]})]
+
+def protocol_folds(split: dict, fold_count: int = PROTOCOL_FOLDS) -> list[list[str]]:
+    """Every group held out exactly once in `fold_count` folds balanced by swaps, then real
+    clips: units (a group, or the groups of one shared photo) are dealt most swaps first, then
+    most reals, then by name, each to the fold with the fewest swaps, then reals, then lowest
+    number. Deterministic: no seed, nothing looked at but the labels."""
+    units: dict[str, list[str]] = {}
+    for group in sorted({video["group"] for video in split["videos"]}):
+        unit = next((p for p in SHARED_PHOTO_PREFIXES if group.startswith(p)), group)
+        units.setdefault(unit, []).append(group)
+    counts = {
+        unit: Counter(v["label"] for v in split["videos"] if v["group"] in groups)
+        for unit, groups in units.items()
+    }
+    if len(units) < fold_count:
+        raise ValueError(f"{len(units)} identity groups cannot fill {fold_count} folds")
+    order = sorted(units, key=lambda u: (-counts[u]["fake"], -counts[u]["real"], u))
+    folds: list[list[str]] = [[] for _ in range(fold_count)]
+    placed = [Counter() for _ in range(fold_count)]
+    for unit in order:
+        number = min(range(fold_count), key=lambda n: (placed[n]["fake"], placed[n]["real"], n))
+        folds[number].extend(units[unit])
+        placed[number].update(counts[unit])
+    return [sorted(fold) for fold in folds]
 
 
 def parse_folds(text: str) -> list[list[str]]:
@@ -71,7 +93,7 @@ def fold_split(split: dict, held_out: list[str]) -> dict:
     """The split with the held-out groups' videos as validation and every other as training."""
     unknown = sorted(set(held_out) - {v["group"] for v in split["videos"]})
     if unknown:
-        raise SystemExit(f"crossval: no videos of group(s) {unknown} in the split")
+        raise ValueError(f"no videos of group(s) {unknown} in the split")
     videos = [
         dict(video, split="val" if video["group"] in held_out else "train")
         for video in split["videos"]
@@ -79,25 +101,16 @@ def fold_split(split: dict, held_out: list[str]) -> dict:
     return dict(split, videos=videos)
 
 
-@dataclass(frozen=True)
-class ServedVideo:
-    """A held-out video judged whole by its fold's checkpoint through the DetectorService."""
-
-    label: int  # 1 = fake
-    fake_probability: float  # the served rule's; NO_FACE_SCORE when no face was found
-    mean_probability: float  # the mean over the same faces
-    verdict_label: str
-
-
 @dataclass
 class FoldResult:
-    crops: CropScores
-    served: dict[str, ServedVideo]  # video id -> its served verdict
+    held_out: list[str]
+    split: dict  # the fold's split: its held-out videos are "val"
+    checkpoint: Path  # the recipe's last epoch, uncalibrated
+    crops: CropScores  # the held-out crops' scores
 
 
 def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path) -> FoldResult:
-    """Train on the other groups; the held-out crops' scores from the recipe's last epoch, and
-    the held-out videos' served verdicts."""
+    """Train on the other groups; the held-out crops' scores from the recipe's last epoch."""
     split_path = folder / "split.json"
     fold = fold_split(split, held_out)
     write_split(fold, split_path)
@@ -119,52 +132,30 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         split_items(fold, "val", split["image_dir"], "videos"), settings, False
     )
     crops = score_crops(network, held_out_crops, config.eval_batch_size, "fp32")
-    return FoldResult(crops, served_verdicts(checkpoint, fold))
+    return FoldResult(held_out, fold, checkpoint, crops)
 
 
-def served_verdicts(checkpoint: Path, fold: dict) -> dict[str, ServedVideo]:
-    """The fold's held-out videos through the server's DetectorService (default settings)."""
-    service = DetectorService.from_checkpoint(checkpoint, ServiceConfig())
-    videos = [video for video in fold["videos"] if video["split"] == "val"]
+def served_verdicts(fold: FoldResult, temperature: float) -> list[ServedVideo]:
+    """The fold's held-out videos through the server's DetectorService (default settings),
+    its checkpoint calibrated with `temperature` (fitted on the other folds)."""
+    network, settings = load_checkpoint(fold.checkpoint)
+    calibrated = fold.checkpoint.with_name("cross-fitted.pt")
+    described = f"temperature {temperature:.3f} cross-fitted on the other folds' faces"
+    save_checkpoint(
+        network,
+        dataclasses.replace(settings, temperature=temperature, calibration=described),
+        calibrated,
+    )
+    service = DetectorService.from_checkpoint(calibrated, ServiceConfig())
+    videos = [video for video in fold.split["videos"] if video["split"] == "val"]
     outcomes = analyze_files([Path(video["video"]) for video in videos], service, progress=False)
-    served = {}
+    served = []
     for video, outcome in zip(videos, outcomes, strict=True):
         if outcome.verdict is None:
             print(f"crossval: {video['video_id']} unreadable: {outcome.error}")
             continue
-        judged = outcome.verdict
-        mean = aggregate(judged.faces.frame_probabilities(), "mean")
-        served[video["video_id"]] = ServedVideo(
-            label=int(video["label"] == "fake"),
-            fake_probability=(
-                NO_FACE_SCORE if judged.fake_probability is None else judged.fake_probability
-            ),
-            mean_probability=NO_FACE_SCORE if mean is None else mean,
-            verdict_label=judged.label,
-        )
+        served.append(served_video(video, outcome.verdict))
     return served
-
-
-def served_metrics(served: dict[str, ServedVideo]) -> dict[str, float]:
-    """Video AUC with bootstrap 95% intervals of the served rule and of the mean over the
-    same faces, and how many videos the served verdict labels fake, real or uncertain."""
-    labels = np.array([video.label for video in served.values()])
-    metrics: dict[str, float] = {"served_videos": len(served)}
-    for name, scores in (
-        ("served_video_auc", [video.fake_probability for video in served.values()]),
-        ("served_mean_video_auc", [video.mean_probability for video in served.values()]),
-    ):
-        if len(set(labels)) < 2:
-            continue
-        metrics[name] = float(roc_auc_score(labels, scores))
-        metrics[f"{name}_low"], metrics[f"{name}_high"] = bootstrap_interval(
-            labels, scores, roc_auc_score
-        )
-    for verdict_label in (FAKE, REAL, UNCERTAIN):
-        metrics[f"served_{verdict_label}"] = sum(
-            video.verdict_label == verdict_label for video in served.values()
-        )
-    return metrics
 
 
 def pooled_scores(folds: list[CropScores]) -> CropScores:
@@ -195,18 +186,25 @@ def summary(scores: CropScores, aggregation: str) -> dict[str, float]:
     return metrics
 
 
-def calibration_metrics(folds: list[CropScores]) -> tuple[dict[str, float], np.ndarray]:
-    """Face-level ECE of the pooled out-of-fold scores as trained, and after a temperature
-    fitted on the *other* folds' scores (cross-fitted: no fold is calibrated on itself);
-    `calibration_temperature` is the one fitted on every fold, a recipe's temperature (what
-    its `recipe_temperature` should be). Also the cross-fitted probabilities, pooled."""
-    calibrated = []
+@dataclass
+class CrossFitted:
+    temperatures: list[float]  # per fold, fitted on the other folds' faces
+    metrics: dict[str, float]
+    probabilities: np.ndarray  # the pooled faces, each fold with its cross-fitted temperature
+
+
+def cross_fit(folds: list[CropScores]) -> CrossFitted:
+    """Face-level ECE of the pooled out-of-fold scores as trained, and with each fold's
+    temperature fitted on the *other* folds' scores (no fold is calibrated on itself);
+    `calibration_temperature` is the one fitted on every fold: the recipe's."""
+    temperatures, calibrated = [], []
     for number, fold in enumerate(folds):
         others = [other for index, other in enumerate(folds) if index != number]
         fitted = fit_temperature(
             np.concatenate([o.probabilities for o in others]),
             np.concatenate([o.labels for o in others]),
         )
+        temperatures.append(fitted.temperature)
         calibrated.append(with_temperature(fold.probabilities, fitted.temperature))
     probabilities = np.concatenate([fold.probabilities for fold in folds])
     labels = np.concatenate([fold.labels for fold in folds])
@@ -216,79 +214,111 @@ def calibration_metrics(folds: list[CropScores]) -> tuple[dict[str, float], np.n
         "face_ece_calibrated": expected_calibration_error(calibrated, labels),
         "calibration_temperature": fit_temperature(probabilities, labels).temperature,
     }
-    return metrics, calibrated
+    return CrossFitted(temperatures, metrics, calibrated)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = get_args_parser()
-    parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--folds", help='groups held out per fold: "a;b;c,d" (default: each group)')
-    parser.add_argument("--output", type=Path, default=Path("crossval.json"))
-    parser.add_argument("--work-dir", type=Path, help="fold splits and checkpoints (default: temp)")
-    args = parser.parse_args(argv)
-    config = config_from_args(args)
-    split = load_split(Path(config.split))
-    folds = parse_folds(args.folds) if args.folds else default_folds(split)
-    with tempfile.TemporaryDirectory() as scratch:
-        work_dir = args.work_dir or Path(scratch)
-        results = []
-        for number, held_out in enumerate(folds):
-            print(f"crossval: fold {number + 1}/{len(folds)}, holding out {held_out}")
-            folder = work_dir / f"fold{number}"
-            folder.mkdir(parents=True, exist_ok=True)
-            results.append(run_fold(config, split, held_out, folder))
-    fold_scores = [result.crops for result in results]
-    served = {video_id: video for result in results for video_id, video in result.served.items()}
-    pooled = pooled_scores(fold_scores)
-    metrics = summary(pooled, config.aggregation)
-    metrics.update(served_metrics(served))
-    reliability = None
+@dataclass
+class ProtocolRun:
+    folds: list[FoldResult]
+    served: list[ServedVideo]
+    cross_fitted: CrossFitted | None  # None when a fold's faces are of one class only
+
+
+def run_protocol(
+    config: TrainConfig, split: dict, folds: list[list[str]], work_dir: Path
+) -> ProtocolRun:
+    """Train every fold, cross-fit their temperatures, then judge the held-out videos."""
+    results = []
+    for number, held_out in enumerate(folds):
+        print(f"crossval: fold {number + 1}/{len(folds)}, holding out {held_out}")
+        folder = work_dir / f"fold{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        results.append(run_fold(config, split, held_out, folder))
     try:
-        calibration, calibrated = calibration_metrics(fold_scores)
-        metrics.update(calibration)
-        curves = {"as trained": pooled.probabilities, "cross-fitted temperature": calibrated}
-        reliability = reliability_figure(pooled.labels, curves)
+        cross_fitted = cross_fit([result.crops for result in results])
+        temperatures = cross_fitted.temperatures
     except ValueError as error:  # a fold with faces of one class only
-        print(f"crossval: calibration not measured: {error}")
+        print(f"crossval: not calibrated: {error}")
+        cross_fitted, temperatures = None, [1.0] * len(results)
+    served = [
+        video
+        for result, temperature in zip(results, temperatures, strict=True)
+        for video in served_verdicts(result, temperature)
+    ]
+    return ProtocolRun(results, served, cross_fitted)
+
+
+def protocol_report(config: TrainConfig, run: ProtocolRun) -> dict:
+    """crossval.json: the folds, every measure, each held-out video's crop and served scores."""
+    pooled = pooled_scores([fold.crops for fold in run.folds])
+    metrics = summary(pooled, config.aggregation)
+    metrics.update(served_metrics(run.served))
+    if run.cross_fitted is not None:
+        metrics.update(run.cross_fitted.metrics)
     videos = video_probabilities(pooled, config.aggregation)
-    report = {
+    return {
+        "protocol": 2,
         "config": dataclasses.asdict(config),
-        "folds": folds,
+        "folds": [fold.held_out for fold in run.folds],
+        "fold_temperatures": run.cross_fitted.temperatures if run.cross_fitted else None,
         "metrics": metrics,
         "videos": {
             video_id: {"label": label, "fake_probability": p}
             for video_id, (label, p) in videos.items()
         },
-        "served": {video_id: dataclasses.asdict(video) for video_id, video in served.items()},
+        "served": {video.video_id: dataclasses.asdict(video) for video in run.served},
     }
-    args.output.write_text(json.dumps(report, indent=1))
+
+
+def log_summary(config: TrainConfig, run: ProtocolRun, report: dict, output: Path) -> None:
+    """One MLflow run per protocol run: its metrics, crossval.json, the reliability plot."""
     params = {
-        "folds": json.dumps(folds),
-        "config": args.config or "",
+        "protocol": 2,
+        "folds": json.dumps(report["folds"]),
         **{
             k: v
             for k, v in dataclasses.asdict(config).items()
-            if k in ("input_size", "epochs", "lr", "init")
+            if k in ("name", "version", "input_size", "epochs", "lr", "init")
         },
     }
-    with start_tracked_run(f"{config.experiment}-crossval", None, params) as run:
-        run.log_metrics(metrics, step=0)
-        run.log_artifact(args.output, "crossval")
-        if reliability is not None:
-            run.log_figure(reliability, "plots/reliability.png")
-    print(
-        f"crossval: {metrics['real_videos']} real / {metrics['fake_videos']} fake videos; "
-        f"video AUC {metrics['video_auc']:.3f} [{metrics['video_auc_low']:.3f}, "
-        f"{metrics['video_auc_high']:.3f}], frame AUC {metrics['frame_auc']:.3f} "
-        f"[{metrics['frame_auc_low']:.3f}, {metrics['frame_auc_high']:.3f}], video EER "
-        f"{metrics['video_eer']:.3f} [{metrics['video_eer_low']:.3f}, "
-        f"{metrics['video_eer_high']:.3f}]; served (person rule) video AUC "
-        f"{metrics.get('served_video_auc', float('nan')):.3f} against "
-        f"{metrics.get('served_mean_video_auc', float('nan')):.3f} for the mean; face ECE "
-        f"{metrics.get('face_ece', float('nan')):.3f}"
-        f" -> {metrics.get('face_ece_calibrated', float('nan')):.3f} cross-fitted (temperature "
-        f"{metrics.get('calibration_temperature', float('nan')):.2f}); wrote {args.output}"
+    with start_tracked_run(f"{config.experiment}-crossval", None, params) as tracked:
+        tracked.log_metrics(report["metrics"], step=0)
+        tracked.log_artifact(output, "crossval")
+        if run.cross_fitted is not None:
+            pooled = pooled_scores([fold.crops for fold in run.folds])
+            curves = {
+                "as trained": pooled.probabilities,
+                "cross-fitted temperature": run.cross_fitted.probabilities,
+            }
+            tracked.log_figure(reliability_figure(pooled.labels, curves), "plots/reliability.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--folds", help='groups held out per fold: "a;b;c,d"')
+    parser.add_argument(
+        "--fold-count", type=int, default=PROTOCOL_FOLDS, help="folds when --folds is not given"
     )
+    parser.add_argument("--output", type=Path, default=Path("crossval.json"))
+    parser.add_argument("--work-dir", type=Path, help="fold splits and checkpoints (default: temp)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    split = load_split(Path(config.split))
+    try:
+        folds = parse_folds(args.folds) if args.folds else protocol_folds(split, args.fold_count)
+        for held_out in folds:
+            fold_split(split, held_out)  # an unknown group fails before any training
+    except ValueError as error:
+        print(f"crossval: {error}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        run = run_protocol(config, split, folds, args.work_dir or Path(scratch))
+    report = protocol_report(config, run)
+    args.output.write_text(json.dumps(report, indent=1))
+    log_summary(config, run, report, args.output)
+    print(f"crossval (protocol v2), {len(folds)} folds; wrote {args.output}")
+    print(format_metrics(report["metrics"]))
     return 0
 
 
