@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from model.aggregation import VerdictConfig
 from training.crossval import protocol_folds
 from training.heldout import (
     GROUP_CLIP,
@@ -14,6 +15,7 @@ from training.heldout import (
     rate_with_interval,
     served_metrics,
     stability,
+    threshold_for_false_alarms,
 )
 
 
@@ -124,3 +126,16 @@ def test_protocol_folds_hold_each_group_out_once_and_keep_a_shared_photo_togethe
     assert protocol_folds(_split(groups), 5) == folds  # no seed: the same every time
     with pytest.raises(ValueError, match="cannot fill"):
         protocol_folds(_split({"a": (1, 1), "b": (1, 1)}), 5)
+
+
+def test_the_fitted_threshold_keeps_false_alarms_under_the_target():
+    reals = [video(f"r{n}", 0, p) for n, p in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.625])]
+    reals += [video(f"q{n}", 0, 0.2) for n in range(3)]  # 10 reals, 2 above 0.6 at first
+    fakes = [video("f1", 1, 0.9), video("f2", 1, 0.65)]
+    fitted = threshold_for_false_alarms([*reals, *fakes], VerdictConfig(uncertain_band=0.1))
+    # At 0.5 only the real at 0.625 reaches 0.6: 1 of 10, within the target.
+    assert fitted["fitted_threshold"] == 0.5
+    assert fitted["fitted_threshold_false_alarm_rate"] == pytest.approx(0.1)
+    strict = threshold_for_false_alarms([*reals, *fakes], VerdictConfig(), target=0.0)
+    assert strict["fitted_threshold"] == 0.53  # 0.625 is then inside the band: uncertain
+    assert strict["fitted_threshold_fake_labelled_fake"] == pytest.approx(1.0)

@@ -129,3 +129,21 @@ def test_downscaling_blurs_a_crop_without_changing_its_size(face_and_landmarks):
         for i in (face, smaller)
     ]
     assert laplacian[1] < laplacian[0] * 0.8  # fine detail lost
+
+
+def test_h264_recompression_blocks_the_face_more_at_higher_crf(face_and_landmarks):
+    from training.augment import AugmentConfig, augment, h264_roundtrip
+
+    face, _ = face_and_landmarks
+    odd = face[:223, :221]  # 4:2:0 needs even sides: odd ones are padded and cut back
+    errors = []
+    for crf in (18, 30, 44):
+        coded = h264_roundtrip(odd, crf)
+        assert coded.shape == odd.shape and coded.dtype == np.uint8
+        errors.append(np.abs(coded.astype(int) - odd.astype(int)).mean())
+    assert 0 < errors[0] < errors[1] < errors[2]
+    np.testing.assert_array_equal(h264_roundtrip(odd, 30), h264_roundtrip(odd, 30))
+    only_h264 = AugmentConfig(flip=0, jpeg=0, blur=0, noise=0, colour=0, h264=1.0)
+    assert not np.array_equal(augment(face, np.random.default_rng(0), only_h264), face)
+    with pytest.raises(ValueError, match="h264_crf"):
+        AugmentConfig(h264_crf=(40, 23))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model.aggregation import aggregate
+from model.aggregation import VerdictConfig, aggregate
 from model.verdict import VideoVerdict
 from protocol.wire import FAKE, NO_FACE, UNCERTAIN
 from training.metrics import NO_FACE_SCORE, bootstrap_interval
@@ -20,6 +20,7 @@ from training.metrics import NO_FACE_SCORE, bootstrap_interval
 # protocol reports how steady each person's score is there.
 GROUP_CLIP = "a_fs_still_multi_face__astronaut"
 RESAMPLES = 2000
+FALSE_ALARM_TARGET = 0.10  # real clips labelled fake, at most (protocol v2)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def served_metrics(served: Sequence[ServedVideo]) -> dict[str, float]:
     if "real_labelled_fake" in metrics:
         for suffix in ("", "_low", "_high"):
             metrics[f"false_alarm_rate{suffix}"] = metrics[f"real_labelled_fake{suffix}"]
+    metrics.update(threshold_for_false_alarms(served, VerdictConfig()))
     metrics.update(stability(reals, "stability_real"))
     group_clip = [video for video in served if video.video_id == GROUP_CLIP]
     if group_clip:
@@ -127,6 +129,30 @@ def served_metrics(served: Sequence[ServedVideo]) -> dict[str, float]:
                 0
             ].verdict_person_frame_share
     return metrics
+
+
+def threshold_for_false_alarms(
+    served: Sequence[ServedVideo], config: VerdictConfig, target: float = FALSE_ALARM_TARGET
+) -> dict[str, float]:
+    """The lowest threshold (0.50 to 0.95 by 0.01; `config`'s uncertain band kept) at which at
+    most `target` of the real clips with faces would be labelled fake, and the share of swaps
+    that would still be labelled fake there: what the served threshold should be."""
+    reals = [v.fake_probability for v in served if v.label == 0 and v.verdict_label != NO_FACE]
+    fakes = [v.fake_probability for v in served if v.label == 1 and v.verdict_label != NO_FACE]
+    if not reals or not fakes:
+        return {}
+    for threshold in np.round(np.arange(0.50, 0.951, 0.01), 2):
+        rule = dataclasses.replace(config, threshold=float(threshold))
+        false_alarms = np.mean([rule.label(p) == FAKE for p in reals])
+        if false_alarms <= target:
+            return {
+                "fitted_threshold": float(threshold),
+                "fitted_threshold_false_alarm_rate": float(false_alarms),
+                "fitted_threshold_fake_labelled_fake": float(
+                    np.mean([rule.label(p) == FAKE for p in fakes])
+                ),
+            }
+    return {}
 
 
 def paired_outcomes(served: Sequence[ServedVideo]) -> list[float]:
