@@ -20,9 +20,21 @@ import psutil
 import requests
 
 from client.api import DeepfakeClient, ServerAddress
+from deploy.ts_config import read_properties
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCHSERVE = Path(sys.executable).parent / "torchserve"
+# Every port a TorchServe 0.12 opens, as config.properties names them; a test's server takes
+# a free one for each, so it runs beside `make demo`'s (which holds the repo config's ports).
+PORT_KEYS = (
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+)
+# What TorchServe takes for a key config.properties leaves out.
+DEFAULT_PORTS = dict(zip(PORT_KEYS, (8080, 8081, 8082, 7070, 7071), strict=True))
 
 
 def free_ports(count: int) -> list[int]:
@@ -35,6 +47,27 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
+
+
+def port_of(value: str) -> int:
+    """The port of an address (`http://127.0.0.1:8080`) or of a bare port (`7070`)."""
+    return int(value.rsplit(":", 1)[-1])
+
+
+def shipped_ports() -> dict[str, int]:
+    """The ports the repo's config.properties (what `make demo` serves with) opens, by key."""
+    config = read_properties((REPO_ROOT / "config.properties").read_text())
+    return {key: port_of(config[key]) if key in config else DEFAULT_PORTS[key] for key in PORT_KEYS}
+
+
+def free_server_ports() -> list[int]:
+    """One free loopback port for each of PORT_KEYS, none of them a shipped one."""
+    shipped = set(shipped_ports().values())
+    for _ in range(10):
+        ports = free_ports(len(PORT_KEYS))
+        if not shipped & set(ports):
+            return ports
+    raise RuntimeError(f"the kernel keeps handing out one of {sorted(shipped)}")
 
 
 def wait_for_http(
@@ -66,15 +99,13 @@ class RunningServer:
 
 
 def config_text(model_store: Path, ports: list[int], **overrides: str) -> str:
-    """The repo's config.properties with the test's ports (HTTP inference, management,
-    metrics, then gRPC inference, management), store and absolute paths."""
+    """The repo's config.properties with the test's ports (one for each of PORT_KEYS, in that
+    order), store and absolute paths; `overrides` may set anything but a port."""
+    if taken := sorted(set(overrides) & set(PORT_KEYS)):
+        raise ValueError(f"a test server picks its own ports: drop {taken} from the overrides")
+    addresses = [f"http://127.0.0.1:{port}" for port in ports[:3]]
     settings = {
-        "inference_address": f"http://127.0.0.1:{ports[0]}",
-        "management_address": f"http://127.0.0.1:{ports[1]}",
-        "metrics_address": f"http://127.0.0.1:{ports[2]}",
-        # gRPC too: the defaults (7070, 7071) are taken whenever another TorchServe runs.
-        "grpc_inference_port": str(ports[3]),
-        "grpc_management_port": str(ports[4]),
+        **dict(zip(PORT_KEYS, [*addresses, *map(str, ports[3:])], strict=True)),
         "model_store": str(model_store),
         "metrics_config": str(REPO_ROOT / "handler" / "metrics.yaml"),
         **overrides,
@@ -85,6 +116,13 @@ def config_text(model_store: Path, ports: list[int], **overrides: str) -> str:
         lines.append(f"{key}={settings.pop(key)}" if key in settings else line)
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, model_store: Path, **overrides: str) -> list[int]:
+    """A test server's config.properties at `path` on free ports (`config_text`); the ports."""
+    ports = free_server_ports()
+    path.write_text(config_text(model_store, ports, **overrides))
+    return ports
 
 
 def server_env(
@@ -99,6 +137,10 @@ def server_env(
         METRICS_LOCATION=str(log_dir),
     )
     env.pop("PYTHONPATH", None)  # the worker must import model/ from the archive alone
+    # TS_CONFIG_FILE would win over --ts-config, and (enable_envvars_config=true) a
+    # TS_INFERENCE_ADDRESS or TS_GRPC_INFERENCE_PORT (the image sets some) over its free ports.
+    for name in ["TS_CONFIG_FILE", *(f"TS_{key.upper()}" for key in PORT_KEYS)]:
+        env.pop(name, None)
     return env
 
 
@@ -107,12 +149,11 @@ def start_server(
 ) -> RunningServer:
     """TorchServe on free loopback ports with a private temp folder, key file and logs;
     `extra_env` is added to its environment, `overrides` to its config.properties."""
-    ports = free_ports(5)
     log_dir = workdir / "logs"
     (workdir / "tmp").mkdir(parents=True)
     log_dir.mkdir()
     config = workdir / "config.properties"
-    config.write_text(config_text(model_store, ports, **overrides))
+    ports = write_config(config, model_store, **overrides)
     subprocess.run(
         [str(TORCHSERVE), "--start", "--ncs", "--ts-config", str(config)],
         cwd=workdir,
@@ -149,7 +190,8 @@ def serving(
 
 
 def stop_server(server: RunningServer) -> None:
-    """`torchserve --stop`, then kill whatever of it is left (workers included)."""
+    """`torchserve --stop` of this server only (its pid file is in its private temp folder),
+    then kill whatever of it is left (processes whose command line names its folder)."""
     subprocess.run(
         [str(TORCHSERVE), "--stop", "--foreground"],
         cwd=server.workdir,
@@ -157,7 +199,7 @@ def stop_server(server: RunningServer) -> None:
         stdout=subprocess.DEVNULL,
         check=False,
     )
-    marker = str(server.workdir)
+    marker = f"{server.workdir}{os.sep}"  # the separator keeps torchserve1 off torchserve10
     for process in psutil.process_iter(["cmdline"]):
         if marker in " ".join(process.info["cmdline"] or []):
             with contextlib.suppress(psutil.Error):
@@ -167,7 +209,7 @@ def stop_server(server: RunningServer) -> None:
 
 def worker_processes(server: RunningServer) -> list[psutil.Process]:
     """The server's Python workers (their socket paths lie in its private temp folder)."""
-    marker = str(server.workdir)
+    marker = f"{server.workdir}{os.sep}"
     found = []
     for process in psutil.process_iter(["cmdline"]):
         command = " ".join(process.info["cmdline"] or [])

@@ -25,7 +25,7 @@ from deploy.kserve.bundle import (
 )
 from deploy.ts_config import read_properties
 from model.network import ModelSettings, file_sha256
-from support.torchserve import serving
+from support.torchserve import PORT_KEYS, serving
 from support.weights import random_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -35,15 +35,10 @@ MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice.yaml"
 GPU_MANIFEST = REPO / "deploy" / "kserve" / "inferenceservice-gpu.yaml"
 VALIDATE = REPO / "deploy" / "kserve" / "validate.py"
 TOOLS_PYTHON = REPO / ".venv-tools" / "bin" / "python"
-# The harness sets these itself (free loopback ports, the test's own store and metrics file).
 post = partial(requests.post, timeout=300)
-HARNESS_KEYS = {
-    "inference_address",
-    "management_address",
-    "metrics_address",
-    "model_store",
-    "metrics_config",
-}
+# The harness sets these itself: free loopback ports for all five (gRPC's included: the pod's
+# 7070/7071 are `make demo`'s), the test's own store and metrics file.
+HARNESS_KEYS = {*PORT_KEYS, "model_store", "metrics_config"}
 
 
 def _typo(manifest: dict) -> None:
@@ -252,7 +247,6 @@ def video(sample_videos):
     return next(v for v in sample_videos if v.name == "a_fs_wolfgang_c1__grace_hopper.mp4")
 
 
-@pytest.mark.serving
 @pytest.mark.serving
 def test_torchserve_with_the_bundle_config_answers_kserve_v1_like_a_raw_upload(
     mar, storage, video, tmp_path_factory

@@ -27,7 +27,7 @@ from model.runtime import INT8_MODEL_NAME, candidate_paths
 from model.service import DetectorService
 from protocol.wire import SCHEMA_VERSION
 from support.credentials import ai_video_manifest, signing_authority
-from support.torchserve import serving, worker_processes
+from support.torchserve import PORT_KEYS, serving, worker_processes
 
 pytestmark = pytest.mark.serving
 
@@ -354,7 +354,7 @@ def test_a_second_server_runs_beside_the_first(server, model_store, fake_video, 
             read_properties((running.workdir / "config.properties").read_text())
             for running in (server, second)
         )
-        for key in ("grpc_inference_port", "grpc_management_port"):
+        for key in PORT_KEYS:
             assert first[key] != other[key]
 
 
