@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +58,9 @@ class VerdictConfig:
     # person_max: the most suspicious person with at least `min_person_faces` faces (each
     # person's probability the mean of their faces); or mean, confident, face_max over faces.
     aggregation: str = wire.PERSON_RULE
-    threshold: float = 0.5  # a video whose probability is at least this is labelled fake
+    # A video whose probability is at least this is labelled fake. None: the model's own
+    # (its checkpoint's decision_threshold), which the service fills in.
+    threshold: float | None = None
     # Closer to the threshold than this: uncertain, neither fake nor real (0: no band).
     uncertain_band: float = 0.1
     min_person_faces: int = 2  # fewer: the person counts only when no one has more
@@ -71,13 +74,21 @@ class VerdictConfig:
             raise ValueError(f"uncertain_band must lie in [0, 0.5], got {self.uncertain_band}")
         if self.min_person_faces < 1:
             raise ValueError(f"min_person_faces must be at least 1, got {self.min_person_faces}")
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+
+    def with_model_threshold(self, decision_threshold: float) -> VerdictConfig:
+        """This rule, its threshold the model's where it names none."""
+        if self.threshold is not None:
+            return self
+        return dataclasses.replace(self, threshold=decision_threshold)
 
     def label(self, fake_probability: float | None) -> str:
         """fake, real, uncertain (inside the band around the threshold), or no_face."""
         if fake_probability is None:
             return wire.NO_FACE
+        if self.threshold is None:
+            raise ValueError("the verdict's threshold is the model's: take with_model_threshold")
         if abs(fake_probability - self.threshold) < self.uncertain_band:
             return wire.UNCERTAIN
         return wire.FAKE if fake_probability >= self.threshold else wire.REAL

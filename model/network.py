@@ -69,11 +69,19 @@ class ModelSettings:
     # time (training/calibration.py), and how it was fitted.
     temperature: float = 1.0
     calibration: str = ""
+    # The served threshold that goes with these scores: fitted with the temperature on people
+    # the model never saw (docs/training.md "Calibration"); a server's verdict.threshold, when
+    # set, overrides it.
+    decision_threshold: float = 0.5
     format: int = SETTINGS_FORMAT
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise CheckpointError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.decision_threshold <= 1.0:
+            raise CheckpointError(
+                f"decision_threshold must lie in [0, 1], got {self.decision_threshold}"
+            )
         if self.architecture != "xception":
             raise CheckpointError(f"unsupported architecture {self.architecture!r}")
         if self.num_classes != 2 or self.fake_index not in (0, 1):

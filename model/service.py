@@ -8,6 +8,7 @@ through it, so a verdict is the same wherever it is made.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class DetectorService:
         workers: int = 1,
         gpu: torch.device | None = None,
     ) -> None:
+        verdict_rule = config.verdict.with_model_threshold(settings.decision_threshold)
+        config = dataclasses.replace(config, verdict=verdict_rule)
         self.network, self.settings, self.config = network, settings, config
         self.threads = self._thread_share(workers)
         limit_library_threads(self.threads)

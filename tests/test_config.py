@@ -81,3 +81,17 @@ def test_the_documented_tree_is_the_schemas_defaults():
     documented = yaml.safe_load(block)["deepfake"]
     defaults = dataclasses.asdict(ServiceConfig())
     assert documented == defaults
+
+
+def test_the_served_threshold_is_the_models_unless_the_server_sets_one():
+    from model.aggregation import VerdictConfig
+
+    rule = VerdictConfig()
+    assert rule.threshold is None
+    with pytest.raises(ValueError, match="with_model_threshold"):
+        rule.label(0.7)
+    fitted = rule.with_model_threshold(0.57)
+    assert fitted.threshold == 0.57 and fitted.label(0.66) == "uncertain"
+    assert fitted.label(0.67) == "fake" and fitted.label(0.46) == "real"
+    operator = VerdictConfig(threshold=0.8)
+    assert operator.with_model_threshold(0.57).threshold == 0.8

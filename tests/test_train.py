@@ -6,7 +6,10 @@ import mlflow
 import pytest
 import torch
 
+from model.aggregation import VerdictConfig
+from model.config import ServiceConfig
 from model.network import load_checkpoint
+from model.service import DetectorService
 from training.train import main
 
 pytestmark = pytest.mark.integration
@@ -180,11 +183,23 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
     assert settings.temperature == 1.0 and not settings.calibration  # nothing to fit it on
     # The recipe's temperature from cross-validation is carried into the checkpoint instead.
     recipe = [*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "2.5"]
-    assert main(recipe) == 0
+    assert main([*recipe, "--recipe-threshold", "0.57"]) == 0
     _, settings = load_checkpoint(tmp_path / "best.pt")
     assert settings.temperature == 2.5 and "cross-validating this recipe" in settings.calibration
+    # ... and so is its threshold, which the server then labels with.
+    assert settings.decision_threshold == 0.57
+    served = DetectorService.from_checkpoint(tmp_path / "best.pt", ServiceConfig())
+    assert served.config.verdict.threshold == 0.57
+    assert (
+        DetectorService.from_checkpoint(
+            tmp_path / "best.pt", ServiceConfig(verdict=VerdictConfig(threshold=0.8))
+        ).config.verdict.threshold
+        == 0.8
+    )  # an operator's threshold wins
     with pytest.raises(SystemExit, match="recipe_temperature"):
         main([*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "0"])
+    with pytest.raises(SystemExit, match="recipe_threshold"):
+        main([*arguments, "--checkpoint-selection", "last", "--recipe-threshold", "1.5"])
 
 
 def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):

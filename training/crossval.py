@@ -121,6 +121,7 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         output_dir=str(folder / "checkpoints"),
         checkpoint_selection="last",
         calibration="none",  # its validation faces are the held-out people being measured
+        recipe_threshold=None,  # the protocol labels at the default and fits the threshold
         registered_model=None,
         experiment=f"{config.experiment}-crossval",
         resume=False,

@@ -110,6 +110,9 @@ class TrainConfig:
     # With no validation split to fit one on: the temperature `make crossval` fitted on this
     # recipe's out-of-fold faces (its calibration_temperature), stored in the checkpoint.
     recipe_temperature: float | None = None
+    # The served threshold `make crossval` fitted for this recipe on held-out people (its
+    # fitted_threshold: false alarms at most 10%), stored in the checkpoint.
+    recipe_threshold: float | None = None
     augment: dict | None = None  # AugmentConfig fields (YAML only)
     self_blend: dict | None = None  # SelfBlendConfig fields (YAML only)
     experiment: str = "deepfake-serve"
@@ -151,6 +154,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         )
     if config.recipe_temperature is not None and config.recipe_temperature <= 0:
         raise SystemExit(f"train: recipe_temperature must be > 0, got {config.recipe_temperature}")
+    if config.recipe_threshold is not None and not 0 <= config.recipe_threshold <= 1:
+        raise SystemExit(
+            f"train: recipe_threshold must lie in [0, 1], got {config.recipe_threshold}"
+        )
     if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
         raise SystemExit(f"train: checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
     for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
@@ -510,6 +517,8 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
             return unwrap(network)
         if config.calibration == "temperature":
             calibrate(output_dir / BEST_WEIGHTS, best_scores, config.recipe_temperature, run)
+        if config.recipe_threshold is not None:
+            store_threshold(output_dir / BEST_WEIGHTS, config.recipe_threshold, run)
         version = log_checkpoint_and_register(
             run, output_dir / BEST_WEIGHTS, split_path, config.registered_model
         )
@@ -566,6 +575,16 @@ def calibrate(
     save_checkpoint(network, calibrated, checkpoint)
     run.log_metrics({"calibration_temperature": temperature}, step=0)
     print(f"train: calibrated, {calibrated.calibration}")
+
+
+def store_threshold(checkpoint: Path, threshold: float, run) -> None:
+    """The recipe's served threshold, from cross-validation, in the checkpoint's settings."""
+    network, settings = load_checkpoint(checkpoint)
+    save_checkpoint(
+        network, dataclasses.replace(settings, decision_threshold=threshold), checkpoint
+    )
+    run.log_metrics({"decision_threshold": threshold}, step=0)
+    print(f"train: decision threshold {threshold} (the recipe's, from make crossval)")
 
 
 def _log_figures(run, scores: CropScores, aggregation: str) -> None:
