@@ -147,3 +147,23 @@ def test_h264_recompression_blocks_the_face_more_at_higher_crf(face_and_landmark
     assert not np.array_equal(augment(face, np.random.default_rng(0), only_h264), face)
     with pytest.raises(ValueError, match="h264_crf"):
         AugmentConfig(h264_crf=(40, 23))
+
+
+def test_poisson_blending_matches_the_boundary_and_keeps_the_source_texture(face_and_landmarks):
+    from training.sbi import SelfBlendConfig, poisson_blend
+
+    face, landmarks = face_and_landmarks
+    mask = hull_mask(*face.shape[:2], landmarks)
+    brighter = np.clip(face.astype(int) + 40, 0, 255).astype(np.uint8)
+    cloned = poisson_blend(brighter, face, mask)
+    inside = mask > 0.5
+    outside = ~inside
+    np.testing.assert_array_equal(cloned.image[outside], face[outside])  # target untouched
+    # Alpha blending would make the region 40 brighter; in the gradient domain the offset is
+    # absorbed by the target's boundary, so the blended face stays near the target's colour.
+    shift = np.abs(cloned.image[inside].astype(int) - face[inside].astype(int)).mean()
+    assert shift < 10
+    assert poisson_blend(face, face, np.zeros(face.shape[:2], np.float32)) is None
+    always = SelfBlendConfig(poisson_blend=1.0)
+    blended = self_blend(face, landmarks, np.random.default_rng(0), always)
+    assert set(np.unique(blended.mask)) <= {0.0, 1.0} and blended.mask.any()

@@ -28,6 +28,10 @@ class SelfBlendConfig:
     perturb_target: float = 0.0  # probability of perturbing the target instead (paper: 0.5)
     elastic_alpha: float = 0.0  # mask elastic deformation, share of the side (0: none)
     elastic_sigma: float = 0.025  # smoothness of that deformation, share of the side
+    # Probability of blending in the gradient domain (Poisson image editing, cv2.seamlessClone)
+    # instead of by alpha: colours then match at the boundary, as in swaps made that way, and
+    # only texture, sharpness and misalignment are left to give the blend away.
+    poisson_blend: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,28 @@ def self_blend(
     mask = deform_mask(hull_mask(height, width, landmarks), rng, config.max_mask_morph)
     mask = elastic_deform(mask, rng, config.elastic_alpha, config.elastic_sigma)
     source, mask = random_affine(source, mask, rng, config.max_shift, config.scale_range)
+    if rng.random() < config.poisson_blend:
+        cloned = poisson_blend(source, target, mask)
+        if cloned is not None:
+            return cloned
     mask = soften_mask(mask, rng) * rng.choice(config.blend_ratios)
     return SelfBlended(blend(source, target, mask), mask.astype(np.float32))
+
+
+def poisson_blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> SelfBlended | None:
+    """`source` cloned into `target` inside the binary `mask` by Poisson image editing (the
+    gradients are the source's, the boundary values the target's); None when the mask is empty
+    once a 2 px frame is cleared (seamlessClone needs the region inside the picture)."""
+    region = (mask > 0.5).astype(np.uint8)
+    region[:2], region[-2:], region[:, :2], region[:, -2:] = 0, 0, 0, 0
+    if not region.any():
+        return None
+    x, y, width, height = cv2.boundingRect(region)
+    centre = (x + width // 2, y + height // 2)
+    cloned = cv2.seamlessClone(source, target, region * 255, centre, cv2.NORMAL_CLONE)
+    # seamlessClone nudges a few pixels next to the region too: outside it, the target stays.
+    cloned = np.where(region[..., np.newaxis] > 0, cloned, target)
+    return SelfBlended(cloned, region.astype(np.float32))
 
 
 def _odd(value: int) -> int:
