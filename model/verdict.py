@@ -46,6 +46,8 @@ def verdict(
     per_frame = faces.frame_probabilities()
     if any(p is None for probabilities in per_frame for p in probabilities):
         raise ValueError("every face must be scored before the verdict")
+    if config.threshold is None:
+        raise ValueError("the verdict needs a threshold: take config.with_model_threshold(...)")
     tracking = tracking or TrackingConfig()
     face_rule = "mean" if config.aggregation == PERSON_RULE else config.aggregation
     judged = []

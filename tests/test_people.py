@@ -106,7 +106,7 @@ def test_a_swap_in_the_second_half_is_one_person_with_a_segment_there(sample_vid
     assert len(people) == 1
     for face in faces.faces:  # what a detector that separates the swap would say
         face.fake_probability = 0.9 if face.frame_index >= 50 else 0.1
-    scored = verdict(faces, VerdictConfig(), people, TRACKING)
+    scored = verdict(faces, VerdictConfig(threshold=0.5), people, TRACKING)
     [judged] = scored.people
     assert scored.verdict_person is judged and scored.label == "fake"
     [segment] = judged.segments
@@ -117,16 +117,18 @@ def test_one_swapped_person_among_real_ones_makes_the_video_fake():
     people = [person_with([0.1] * 5, person_id) for person_id in (1, 2, 3)]
     people.append(person_with([0.9] * 5, 4))
     faces = video_faces(people)
-    by_people = verdict(faces, VerdictConfig(), people, TRACKING)
+    by_people = verdict(faces, VerdictConfig(threshold=0.5), people, TRACKING)
     assert by_people.label == "fake" and by_people.verdict_person.person.person_id == 4
     assert [len(p.segments) for p in by_people.people] == [0, 0, 0, 1]
-    by_mean = verdict(faces, VerdictConfig(aggregation="mean"), people, TRACKING)
+    by_mean = verdict(faces, VerdictConfig(aggregation="mean", threshold=0.5), people, TRACKING)
     assert by_mean.label == "real" and by_mean.fake_probability == pytest.approx(0.3)
 
 
 def test_a_person_seen_too_rarely_does_not_decide_while_others_are_seen_more():
     people = [person_with([0.2] * 6, 1), person_with([0.95], 2)]
-    scored = verdict(video_faces(people), VerdictConfig(min_person_faces=2), people, TRACKING)
+    scored = verdict(
+        video_faces(people), VerdictConfig(min_person_faces=2, threshold=0.5), people, TRACKING
+    )
     assert scored.verdict_person.person.person_id == 1 and scored.label == "real"
 
 

@@ -38,7 +38,7 @@ def detector():
 
 def analyze(video, network, settings, detector, **engine):
     faces = score_video(video, network, settings, SamplingConfig(), detector, 4, **engine)
-    return verdict(faces, VerdictConfig(aggregation="mean"))
+    return verdict(faces, VerdictConfig(aggregation="mean", threshold=0.5))
 
 
 def test_no_face_video_gives_the_no_face_outcome(no_face_video, network, settings, detector):
@@ -54,7 +54,7 @@ def test_face_video_verdict_is_built_from_its_faces(one_face_video, network, set
     scored = analyze(one_face_video.path.read_bytes(), network, settings, detector)
     assert scored.label in ("fake", "real", "uncertain")
     assert 0.0 <= scored.fake_probability <= 1.0
-    assert scored.label == VerdictConfig().label(scored.fake_probability)
+    assert scored.label == VerdictConfig(threshold=0.5).label(scored.fake_probability)
     per_face = [face.fake_probability for face in scored.faces.faces]
     assert len(per_face) == scored.faces.face_count == 6
     assert scored.fake_probability == pytest.approx(np.mean(per_face), abs=1e-6)
@@ -79,14 +79,14 @@ def test_each_face_is_one_record_from_detection_to_json(
 
 def test_the_threshold_and_rule_make_the_label(one_face_video, network, settings, detector):
     faces = analyze(one_face_video.path, network, settings, detector).faces
-    probability = verdict(faces, VerdictConfig()).fake_probability
+    probability = verdict(faces, VerdictConfig(threshold=0.5)).fake_probability
     sharp = VerdictConfig(threshold=probability, uncertain_band=0.0)
     assert verdict(faces, sharp).label == "fake"
     above = VerdictConfig(threshold=min(1.0, probability + 1e-6), uncertain_band=0.0)
     assert verdict(faces, above).label == "real"
     banded = verdict(faces, VerdictConfig(threshold=probability, uncertain_band=0.05))
     assert banded.label == "uncertain"
-    face_max = verdict(faces, VerdictConfig(aggregation="face_max"))
+    face_max = verdict(faces, VerdictConfig(aggregation="face_max", threshold=0.5))
     assert isinstance(face_max, VideoVerdict) and face_max.config.aggregation == "face_max"
 
 
@@ -103,7 +103,7 @@ def test_an_unscored_face_cannot_make_a_verdict(one_face_video, network, setting
     faces = analyze(one_face_video.path, network, settings, detector).faces
     faces.frames[0].faces[0].fake_probability = None
     with pytest.raises(ValueError, match="every face must be scored"):
-        verdict(faces, VerdictConfig())
+        verdict(faces, VerdictConfig(threshold=0.5))
 
 
 @pytest.mark.parametrize(

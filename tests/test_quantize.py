@@ -70,7 +70,7 @@ def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoin
                 faces.faces, classify_crops(engine, settings, crops, 4), strict=True
             ):
                 face.fake_probability = float(p)
-            verdicts.append(verdict(faces, VerdictConfig(aggregation="mean")))
+            verdicts.append(verdict(faces, VerdictConfig(aggregation="mean", threshold=0.5)))
         assert verdicts[0].label == verdicts[1].label, video.name
         if verdicts[0].fake_probability is not None:
             shift = abs(verdicts[0].fake_probability - verdicts[1].fake_probability)
