@@ -210,7 +210,9 @@ class DetectorService:
         started = time.perf_counter()
         people = link_people(faces.frames, self.describe, config.people)
         faces.timing_ms["track"] = (time.perf_counter() - started) * 1000.0
-        scored = verdict(faces, config.verdict, people, config.people)
+        # A request built on an unresolved configuration still gets the model's threshold.
+        rule = config.verdict.with_model_threshold(self.settings.decision_threshold)
+        scored = verdict(faces, rule, people, config.people)
         flags = quality_flags(scored, self.settings, config.quality)
         started = time.perf_counter()
         # After decoding, so only a video gets here, with what its container said then.
