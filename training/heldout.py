@@ -108,8 +108,9 @@ def served_metrics(served: Sequence[ServedVideo]) -> dict[str, float]:
     for crf in sorted({video.crf for video in served if video.crf is not None}):
         at_crf = [video for video in served if video.crf == crf]
         metrics.update(auc_with_interval(at_crf, f"served_video_auc_crf{crf}"))
-    metrics.update(rate_with_interval(paired_outcomes(served), "paired_rate"))
-    metrics["paired_swaps"] = len(paired_outcomes(served))
+    paired = paired_outcomes(served)
+    metrics.update(rate_with_interval(paired, "paired_rate"))
+    metrics["paired_swaps"] = len(paired)
     judged_reals = [video for video in reals if video.verdict_label != NO_FACE]
     judged_fakes = [video for video in fakes if video.verdict_label != NO_FACE]
     for prefix, videos in (("real", judged_reals), ("fake", judged_fakes)):
