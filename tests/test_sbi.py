@@ -167,3 +167,72 @@ def test_poisson_blending_matches_the_boundary_and_keeps_the_source_texture(face
     always = SelfBlendConfig(poisson_blend=1.0)
     blended = self_blend(face, landmarks, np.random.default_rng(0), always)
     assert set(np.unique(blended.mask)) <= {0.0, 1.0} and blended.mask.any()
+
+
+def _first_face(image_dir, folder_name):
+    folder = image_dir / "real" / folder_name
+    face = json.loads((folder / "faces.json").read_text())["frames"][0]["faces"][0]
+    image = cv2.cvtColor(cv2.imread(str(folder / face["file"])), cv2.COLOR_BGR2RGB)
+    return folder / face["file"], image, np.array(face["landmarks"], np.float32)
+
+
+def test_landmark_alignment_recovers_a_similarity_transform(face_and_landmarks):
+    from training.sbi import landmark_alignment
+
+    _, landmarks = face_and_landmarks
+    angle = np.deg2rad(12)
+    rotation = 1.1 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = (landmarks @ rotation.T + (5.0, -3.0)).astype(np.float32)
+    matrix, residual = landmark_alignment(moved, landmarks)
+    np.testing.assert_allclose(moved @ matrix[:, :2].T + matrix[:, 2], landmarks, atol=0.05)
+    assert residual < 1e-3
+    jittered = landmarks + np.random.default_rng(0).normal(0, 3, landmarks.shape)
+    assert landmark_alignment(jittered.astype(np.float32), landmarks)[1] > residual
+
+
+def test_other_face_blend_pastes_the_donor_in_the_targets_colours(extracted_images):
+    from training.sbi import Donor, SelfBlendConfig, other_face_source
+
+    image_dir, _ = extracted_images
+    _, face, landmarks = _first_face(image_dir, "a_still_grace_hopper")
+    _, donor_image, donor_landmarks = _first_face(image_dir, "a_wolfgang_c1")
+    donor = Donor(donor_image, donor_landmarks)
+    source = other_face_source(donor, face, landmarks)
+    hull = hull_mask(*face.shape[:2], landmarks) > 0.5
+    lab = [cv2.cvtColor(x, cv2.COLOR_RGB2LAB)[hull].astype(float) for x in (source, face)]
+    np.testing.assert_allclose(lab[0].mean(axis=0), lab[1].mean(axis=0), atol=3)
+    assert np.abs(lab[0] - lab[1]).mean() > 5  # another face, not this one recoloured
+
+    exact = SelfBlendConfig(
+        blend_ratios=(1.0,), max_shift=0.0, scale_range=(1.0, 1.0), other_face=1.0
+    )
+    result = self_blend(face, landmarks, np.random.default_rng(0), exact, donor)
+    outside, full = result.mask == 0, result.mask > 0.999
+    np.testing.assert_array_equal(result.image[outside], face[outside])
+    assert full.mean() > 0.1
+    np.testing.assert_array_equal(result.image[full], source[full])
+
+
+def test_crops_take_their_donor_from_another_group(extracted_images):
+    from model.network import ModelSettings
+    from training.dataset import REAL, CropItem, FaceCrops
+    from training.sbi import SelfBlendConfig
+
+    image_dir, _ = extracted_images
+    path_a, _, landmarks_a = _first_face(image_dir, "a_still_grace_hopper")
+    path_b, _, landmarks_b = _first_face(image_dir, "a_wolfgang_c1")
+    real_a = CropItem(str(path_a), REAL, "a", 0, landmarks_a, group="hopper")
+    real_b = CropItem(str(path_b), REAL, "b", 0, landmarks_b, group="wolfgang")
+    blended_a = CropItem(str(path_a), 1, "a#self-blended", 0, landmarks_a, True, "hopper")
+    settings = ModelSettings(input_size=96)
+    crops = FaceCrops(
+        [real_a, real_b, blended_a], settings, True, blend_config=SelfBlendConfig(other_face=1.0)
+    )
+    for seed in range(4):
+        donor = crops.donor_for(blended_a, np.random.default_rng(seed))
+        np.testing.assert_array_equal(donor.landmarks, landmarks_b)
+    alone = FaceCrops([real_a, blended_a], settings, True)
+    assert alone.donor_for(blended_a, np.random.default_rng(0)) is None
+    # With other faces on, the blended crop differs from the self-blend of the same seed.
+    self_only = FaceCrops([real_a, real_b, blended_a], settings, True)
+    assert not np.array_equal(crops[2][0], self_only[2][0])

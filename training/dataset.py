@@ -8,6 +8,7 @@ function the server uses, so training and serving see the same tensors for the s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -18,10 +19,13 @@ from torch.utils.data import Dataset, Sampler
 from model.network import ModelSettings
 from model.tensors import crops_to_batch
 from training.augment import AugmentConfig, augment
-from training.sbi import SelfBlendConfig, self_blend
+from training.sbi import Donor, SelfBlendConfig, landmark_alignment, self_blend
 
 FAKE_SOURCES = ("both", "videos", "sbi")
 REAL, FAKE = 0, 1
+# An other-face blend takes, of this many random crops of other people, the one whose face
+# shape is closest to the target's (Face X-ray searches its donors the same way).
+DONOR_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class CropItem:
     frame_index: int
     landmarks: np.ndarray | None
     self_blended: bool = False
+    group: str = ""  # the identity group: an other-face blend takes its donor from another
 
 
 def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) -> list[CropItem]:
@@ -49,11 +54,16 @@ def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) 
         for crop in video["crops"]:
             landmarks = np.asarray(crop["landmarks"], np.float32) if "landmarks" in crop else None
             path = f"{image_dir}/{video['folder']}/{crop['file']}"
+            group = video.get("group", video["video_id"])
             item = CropItem(path, label, video["video_id"], crop["frame_index"], landmarks)
-            items.append(item)
+            items.append(dataclasses.replace(item, group=group))
             if label == REAL and fake_source != "videos" and landmarks is not None:
                 blended_id = f"{video['video_id']}#self-blended"
-                items.append(CropItem(path, FAKE, blended_id, crop["frame_index"], landmarks, True))
+                items.append(
+                    dataclasses.replace(
+                        item, label=FAKE, video_id=blended_id, self_blended=True, group=group
+                    )
+                )
     return items
 
 
@@ -84,6 +94,9 @@ class FaceCrops(Dataset):
         self.epoch = 0
         self.augment_config = augment_config
         self.blend_config = blend_config
+        self.donors = [
+            i for i, item in enumerate(items) if item.label == REAL and item.landmarks is not None
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -102,10 +115,27 @@ class FaceCrops(Dataset):
             )
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if item.self_blended:
-            image = self_blend(image, item.landmarks, rng, self.blend_config).image
+            # The draw is skipped when other faces are off, so such recipes repeat bit for bit.
+            other_face = (
+                self.blend_config.other_face > 0 and rng.random() < self.blend_config.other_face
+            )
+            donor = self.donor_for(item, rng) if other_face else None
+            image = self_blend(image, item.landmarks, rng, self.blend_config, donor).image
         if self.train:
             image = augment(image, rng, self.augment_config)
         return image, item.label, index
+
+    def donor_for(self, item: CropItem, rng: np.random.Generator) -> Donor | None:
+        """Of a few random real crops of other groups, the one whose landmarks align best with
+        `item`'s; None when every real crop is of the item's own group."""
+        others = [i for i in self.donors if self.items[i].group != item.group]
+        if not others:
+            return None
+        picks = rng.choice(others, size=min(DONOR_CANDIDATES, len(others)), replace=False)
+        best = min(
+            picks, key=lambda i: landmark_alignment(self.items[i].landmarks, item.landmarks)[1]
+        )
+        return Donor(read_rgb(self.items[best].path), self.items[best].landmarks)
 
     def labels(self) -> np.ndarray:
         return np.array([item.label for item in self.items], dtype=np.int64)

@@ -32,12 +32,24 @@ class SelfBlendConfig:
     # instead of by alpha: colours then match at the boundary, as in swaps made that way, and
     # only texture, sharpness and misalignment are left to give the blend away.
     poisson_blend: float = 0.0
+    # Probability that the source is another person's face, aligned on the landmarks and matched
+    # in colour (Face X-ray's blended images, Li et al., CVPR 2020), instead of this face
+    # perturbed: the inner face then differs from its surroundings in identity too, as in a swap.
+    other_face: float = 0.0
 
 
 @dataclass(frozen=True)
 class SelfBlended:
     image: np.ndarray  # (H, W, 3) uint8: the pseudo-fake
     mask: np.ndarray  # (H, W) float32 in [0, 1]: how much of the source each pixel took
+
+
+@dataclass(frozen=True)
+class Donor:
+    """Another person's real face crop and its landmarks, the source of an other-face blend."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    landmarks: np.ndarray  # (N, 2) float32, the same points as the target's
 
 
 def hull_mask(height: int, width: int, landmarks: np.ndarray) -> np.ndarray:
@@ -142,6 +154,40 @@ def random_affine(
     return warped, warped_mask
 
 
+def landmark_alignment(moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, float]:
+    """The similarity transform (2x3) taking `moving` landmarks onto `fixed`, and the mean
+    distance left between them, as a share of the fixed face's size: how alike the two face
+    shapes are once aligned (a donor with a small residual pastes without visible warping)."""
+    matrix, _ = cv2.estimateAffinePartial2D(moving, fixed, method=cv2.LMEDS)
+    if matrix is None:
+        return np.eye(2, 3, dtype=np.float64), float("inf")
+    moved = moving @ matrix[:, :2].T + matrix[:, 2]
+    size = float(np.ptp(fixed, axis=0).max()) or 1.0
+    return matrix, float(np.linalg.norm(moved - fixed, axis=1).mean() / size)
+
+
+def match_colour(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`source` with each Lab channel's mean and spread inside `mask` moved to the target's
+    there (Reinhard's colour transfer, Face X-ray's colour correction)."""
+    inside = mask > 0.5
+    if not inside.any():
+        return source
+    source_lab = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    target_lab = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    source_in, target_in = source_lab[inside], target_lab[inside]
+    scale = target_in.std(axis=0) / np.maximum(source_in.std(axis=0), 1e-3)
+    matched = (source_lab - source_in.mean(axis=0)) * scale + target_in.mean(axis=0)
+    return cv2.cvtColor(np.clip(matched, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def other_face_source(donor: Donor, target: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The donor's face warped onto the target's landmarks and matched to its colours."""
+    height, width = target.shape[:2]
+    matrix, _ = landmark_alignment(donor.landmarks, landmarks)
+    warped = cv2.warpAffine(donor.image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    return match_colour(warped, target, hull_mask(height, width, landmarks))
+
+
 def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """mask * source + (1 - mask) * target, per pixel, back to uint8."""
     weight = mask[..., np.newaxis]
@@ -154,15 +200,21 @@ def self_blend(
     landmarks: np.ndarray,
     rng: np.random.Generator,
     config: SelfBlendConfig = SelfBlendConfig(),
+    donor: Donor | None = None,
 ) -> SelfBlended:
-    """A pseudo-fake of the (H, W, 3) uint8 face; pixels where `mask` is 0 are untouched."""
+    """A pseudo-fake of the (H, W, 3) uint8 face; pixels where `mask` is 0 are untouched. With a
+    `donor`, the blended-in source is that person's face (other_face_source) instead of this
+    face perturbed; the mask, its deformation and the blend are the same either way."""
     height, width = face.shape[:2]
-    perturbed = perturb_frequency(perturb_colour(face, rng), rng)
     source, target = face, face
-    if rng.random() < config.perturb_target:
-        target = perturbed
+    if donor is not None:
+        source = other_face_source(donor, face, landmarks)
     else:
-        source = perturbed
+        perturbed = perturb_frequency(perturb_colour(face, rng), rng)
+        if rng.random() < config.perturb_target:
+            target = perturbed
+        else:
+            source = perturbed
     mask = deform_mask(hull_mask(height, width, landmarks), rng, config.max_mask_morph)
     mask = elastic_deform(mask, rng, config.elastic_alpha, config.elastic_sigma)
     source, mask = random_affine(source, mask, rng, config.max_shift, config.scale_range)
