@@ -18,7 +18,7 @@ from ts.metrics.dimension import Dimension
 from handler.inputs import RequestError, analysis_request, kserve_v1_instance, video_bytes
 from model.config import load_config
 from model.device import worker_gpu
-from model.errors import VideoInputError, VideoLimitError
+from model.errors import UnsupportedFormatError, VideoInputError, VideoLimitError
 from model.service import Analysis, DetectorService
 from protocol.wire import error_body
 
@@ -66,6 +66,8 @@ class DeepfakeHandler:
             analysis = self.service.analyze(video, request)
         except RequestError as error:
             return self._error(context, idx, error.status, error.error, error.message)
+        except UnsupportedFormatError as error:
+            return self._error(context, idx, 415, "unsupported_format", str(error))
         except VideoLimitError as error:
             status = 422 if error.code == "decode_timeout" else 413
             return self._error(context, idx, status, error.code, str(error))

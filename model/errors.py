@@ -13,6 +13,15 @@ class VideoInputError(DeepfakeServeError, ValueError):
     """
 
 
+class UnsupportedFormatError(VideoInputError):
+    """The upload's first bytes are not a container the API accepts (model/formats.py); it was
+    refused before FFmpeg parsed it. `detected` says what it looks like instead."""
+
+    def __init__(self, message: str, detected: str) -> None:
+        super().__init__(message)
+        self.detected = detected
+
+
 class VideoLimitError(VideoInputError):
     """A readable video over a configured limit (pixels, duration, frames, decode time),
     refused before or while decoding so one upload cannot hold a worker for long.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import io
 import math
 import os
 import time
@@ -17,6 +16,7 @@ import numpy as np
 
 from model.container import facts_of
 from model.errors import VideoInputError, VideoLimitError
+from model.formats import HEAD_BYTES, ISO_MEDIA, container_format, open_container
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -348,35 +348,27 @@ def _validated_source(source: VideoSource) -> bytes | bytearray | memoryview | P
 
 
 def _open_container(source: bytes | bytearray | memoryview | Path) -> av.container.InputContainer:
-    file = str(source) if isinstance(source, Path) else io.BytesIO(source)
     try:
-        container = av.open(file, mode="r", metadata_errors="ignore")
+        return open_container(source)
     except av.FFmpegError as error:
-        if _starts_like_mp4(source):
+        # open_container refuses any other format before FFmpeg reads it: this one is accepted.
+        accepted = container_format(_head(source))
+        if accepted is ISO_MEDIA:
             raise VideoInputError(
                 "MP4/MOV file is truncated or damaged: it starts like one, but FFmpeg cannot "
                 f"read its index (the moov box) ({_describe(error)}); upload the whole file again"
             ) from error
         raise VideoInputError(
-            f"not a video file FFmpeg can read ({_describe(error)}); "
-            "send a video such as MP4, MOV, MKV, WebM or AVI"
+            f"{accepted.name} file is truncated or damaged: it starts like one, but FFmpeg "
+            f"cannot open it ({_describe(error)})"
         ) from error
-    demuxers = container.format.name.split(",")
-    if any(name.endswith("_pipe") or name == "image2" for name in demuxers):
-        container.close()
-        image_kind = demuxers[0].removesuffix("_pipe").upper()
-        raise VideoInputError(f"got a still image ({image_kind}), not a video")
-    return container
 
 
-def _starts_like_mp4(source: bytes | bytearray | memoryview | Path) -> bool:
-    """An ISO base media file (MP4, MOV, 3GP) opens with an `ftyp` box."""
+def _head(source: bytes | bytearray | memoryview | Path) -> bytes:
     if isinstance(source, Path):
         with source.open("rb") as file:
-            head = file.read(12)
-    else:
-        head = bytes(source[:12])
-    return head[4:8] == b"ftyp"
+            return file.read(HEAD_BYTES)
+    return bytes(source[:HEAD_BYTES])
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:

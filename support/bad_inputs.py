@@ -4,6 +4,7 @@ code (nothing binary is committed), with the answer the server owes each one."""
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,56 @@ def ten_faces() -> bytes:
         for col in range(5):
             canvas[60 + row * 320 : 360 + row * 320, col * 256 : (col + 1) * 256] = tile
     return encode_video([canvas] * 4)
+
+
+def concat_script(name: str) -> bytes:
+    return f"ffconcat version 1.0\nfile {name}\n".encode()
+
+
+def hls_playlist() -> bytes:
+    """A media playlist whose segments FFmpeg's HLS demuxer would fetch from the network and
+    from the worker's files."""
+    return (
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:9/segment.ts\n"
+        b"#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    )
+
+
+def self_referencing_playlist() -> bytes:
+    """A master playlist whose only variant is itself (an FFmpeg open loop, CVE-2026-107695)."""
+    return b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nplaylist.m3u8\n"
+
+
+def avi_with_playlist() -> bytes:
+    """An AVI whose one stream is a GAB2 subtitle holding an HLS playlist: the AVI demuxer
+    probes GAB2 payloads with a nested demuxer (the 2017 FFmpeg SSRF), so the allow-list of
+    nested demuxers is what keeps the playlist closed; the file has no video to score."""
+    payload = b"GAB2\x00\x02\x00" + struct.pack("<I", 0) + struct.pack("<HI", 4, 0)
+    payload += hls_playlist()
+    stream_header = _riff_chunk(
+        b"strh",
+        b"txts"
+        + bytes(4)
+        + struct.pack("<IHHIIIIIIIi", 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0)
+        + bytes(8),
+    )
+    header_list = _riff_list(
+        b"hdrl",
+        _riff_chunk(b"avih", struct.pack("<10I", 40000, 0, 0, 0, 1, 0, 1, 0, 64, 48) + bytes(16))
+        + _riff_list(b"strl", stream_header + _riff_chunk(b"strf", b"")),
+    )
+    movie = _riff_list(b"movi", _riff_chunk(b"00tx", payload))
+    body = b"AVI " + header_list + movie
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _riff_chunk(kind: bytes, data: bytes) -> bytes:
+    padding = b"\x00" if len(data) % 2 else b""
+    return kind + struct.pack("<I", len(data)) + data + padding
+
+
+def _riff_list(kind: bytes, data: bytes) -> bytes:
+    return _riff_chunk(b"LIST", kind + data)
 
 
 def pixel_bomb() -> bytes:
@@ -127,30 +178,62 @@ CORPUS = [
     Case(
         "random bytes",
         lambda: np.random.default_rng(0).bytes(100_000),
-        400,
-        "invalid_video",
-        "not a video file",
+        415,
+        "unsupported_format",
+        "no known video container",
     ),
     Case(
         "PNG image",
         lambda: encode_image(grace_hopper_rgb(), ".png"),
-        400,
-        "invalid_video",
-        r"still image \(PNG\)",
+        415,
+        "unsupported_format",
+        "looks like a PNG image",
     ),
     Case(
         "JPEG image",
         lambda: encode_image(grace_hopper_rgb(), ".jpg"),
-        400,
-        "invalid_video",
-        r"still image \(JPEG\)",
+        415,
+        "unsupported_format",
+        "looks like a JPEG image",
     ),
     Case(
         "text file",
         lambda: b"just some text, not a video\n" * 100,
+        415,
+        "unsupported_format",
+        "looks like text",
+    ),
+    # Nested opens: FFmpeg would open other files or URLs by name for these (issue: a concat
+    # script naming a file in the worker's folder was an existence oracle). All refused by
+    # their first bytes, with one answer whether or not the named file exists.
+    Case(
+        "FFmpeg concat script naming a file that exists",
+        lambda: concat_script("MAR-INF/MANIFEST.json"),  # in every worker's model folder
+        415,
+        "unsupported_format",
+        "FFmpeg concat script",
+    ),
+    Case(
+        "FFmpeg concat script naming a missing file",
+        lambda: concat_script("no-such-file.json"),
+        415,
+        "unsupported_format",
+        "FFmpeg concat script",
+    ),
+    Case("HLS playlist", hls_playlist, 415, "unsupported_format", "HLS playlist"),
+    Case(
+        "self-referencing HLS playlist",
+        self_referencing_playlist,
+        415,
+        "unsupported_format",
+        "HLS playlist",
+    ),
+    Case(
+        "AVI carrying an HLS playlist in a GAB2 subtitle",
+        avi_with_playlist,
         400,
         "invalid_video",
-        "not a video file",
+        "no video stream",
     ),
     Case("mp4 cut at 10%", lambda: truncated(0.1), 400, "invalid_video", "truncated"),
     Case("mp4 cut at 50%", lambda: truncated(0.5), 400, "invalid_video", "truncated"),
@@ -220,9 +303,9 @@ CORPUS = [
     Case(
         "Content Credentials in a PNG image",
         signed_image,
-        400,
-        "invalid_video",
-        r"still image \(PNG\)",
+        415,
+        "unsupported_format",
+        "looks like a PNG image",
     ),
     Case(
         "multipart with the wrong field name",

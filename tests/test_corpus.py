@@ -59,6 +59,12 @@ def test_no_answer_is_a_server_error_and_the_worker_survives(answers, server):
     assert pids_before and pids_after == pids_before, "a worker died or was restarted"
 
 
+def test_a_nested_open_answers_the_same_whether_or_not_the_file_exists(answers):
+    results, *_ = answers
+    bodies = [r.json() for c, r in results if c.name.startswith("FFmpeg concat script")]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+
+
 def test_the_temp_folder_is_unchanged_by_the_corpus(answers):
     _, before, after, *_ = answers
     assert after == before

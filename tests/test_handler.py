@@ -19,6 +19,7 @@ from handler.deepfake_handler import DeepfakeHandler
 from model.config import ConfigError
 from model.errors import CheckpointError
 from model.network import ModelSettings
+from support.bad_inputs import concat_script
 from support.weights import random_checkpoint
 
 
@@ -105,9 +106,12 @@ def test_a_batch_gets_one_answer_per_request_and_a_bad_one_stays_its_own(
             {},
             {"X-Deepfake-Frames": "1000"},
             {"X-Deepfake-Frames": "2", "explain": "True"},
+            {},
         ],
     )
+    script = bytearray(concat_script("MAR-INF/MANIFEST.json"))
     rows = [{"body": video}, {"body": bytearray(b"not a video")}, {"body": video}, {"body": video}]
+    rows.append({"body": script})
     answers = [json.loads(text) for text in handler.handle(rows, context)]
     assert (
         answers[0]["label"] in ("fake", "real", "uncertain") and answers[0]["frames_analyzed"] == 2
@@ -115,13 +119,19 @@ def test_a_batch_gets_one_answer_per_request_and_a_bad_one_stays_its_own(
     assert "explanations" not in answers[0]
     assert (answers[1]["status"], answers[1]["error"]) == (400, "invalid_video")
     assert (answers[2]["status"], answers[2]["error"]) == (400, "invalid_option")
-    assert context.statuses == {1: (400, "invalid_video"), 2: (400, "invalid_option")}
+    assert (answers[4]["status"], answers[4]["error"]) == (415, "unsupported_format")
+    assert "FFmpeg concat script" in answers[4]["message"]
+    assert context.statuses == {
+        1: (400, "invalid_video"),
+        2: (400, "invalid_option"),
+        4: (415, "unsupported_format"),
+    }
     assert answers[3]["fake_probability"] == answers[0]["fake_probability"]
     assert len(answers[3]["explanations"]) == 2  # both faces of two frames, at most 3
     assert set(context.content_types.values()) == {"application/json"}
     counted = dict(context.metrics.counters[:4])
     assert counted["DeepfakeFramesDecoded"] == 2 and counted["DeepfakeFacesFound"] >= 1
-    assert [name for name, _ in context.metrics.counters].count("DeepfakeRequestErrors") == 2
+    assert [name for name, _ in context.metrics.counters].count("DeepfakeRequestErrors") == 3
     assert {name for name, _ in context.metrics.times} >= {"DeepfakeDecodeTime"}
 
 

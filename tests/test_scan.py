@@ -24,8 +24,8 @@ def test_faces_only_without_a_checkpoint(tmp_path, capsys):
     folder = _folder_with_a_blank_and_a_broken_video(tmp_path)
     assert main([str(folder)]) == 1  # one video could not be read
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"{folder / 'broken.mp4'}: error: not a video file FFmpeg can read " + (
-        "(Invalid data found when processing input); send a video such as MP4, MOV, MKV, "
-        "WebM or AVI"
+    assert lines[0] == f"{folder / 'broken.mp4'}: error: not a video file this server " + (
+        "opens: the upload looks like text; accepted containers: MP4/MOV/3GP, Matroska/WebM, "
+        "AVI (remux another video without re-encoding: ffmpeg -i in -c copy out.mp4)"
     )
     assert lines[1] == f"{folder / 'nested' / 'blank.mp4'}: 2 frames, 0 faces"

@@ -185,7 +185,7 @@ def test_bad_uploads_get_4xx_json_and_the_worker_serves_the_next(server, fake_vi
     url = f"{client.address.inference_url}/predictions/deepfake"
     auth = client.auth_headers("inference")
     cases = [
-        (b"this is not a video" * 10, {}, 400, "invalid_video", "not a video file"),
+        (b"this is not a video" * 10, {}, 415, "unsupported_format", "looks like text"),
         (b"", {}, 400, "empty_body", "empty (0 bytes)"),
         (
             b'{"video": 1}',

@@ -99,7 +99,7 @@ def test_a_file_that_is_not_a_video_gets_the_servers_reason(page_and_server, tmp
     banner = analyse(page, url, text_file)
     screenshot(page, ARTIFACTS / "not-a-video.png")
     assert "Could not analyse this video" in banner
-    assert "not a video file FFmpeg can read" in banner
+    assert "not a video file this server opens: the upload looks like text" in banner
     assert "Traceback" not in page.content()
 
 
