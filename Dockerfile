@@ -43,8 +43,9 @@ FROM ${PYTHON_IMAGE}
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# libseccomp2: the decoding sandbox's seccomp filter (docs/security.md).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless libseccomp2 \
     && rm -rf /var/lib/apt/lists/*
 
 # torch and torchvision first, at requirements.txt's versions, from TORCH_INDEX_URL; the second

@@ -18,7 +18,12 @@ from ts.metrics.dimension import Dimension
 from handler.inputs import RequestError, analysis_request, kserve_v1_instance, video_bytes
 from model.config import load_config
 from model.device import worker_gpu
-from model.errors import UnsupportedFormatError, VideoInputError, VideoLimitError
+from model.errors import (
+    DecoderCrashedError,
+    UnsupportedFormatError,
+    VideoInputError,
+    VideoLimitError,
+)
 from model.service import Analysis, DetectorService
 from protocol.wire import error_body
 
@@ -69,8 +74,9 @@ class DeepfakeHandler:
         except UnsupportedFormatError as error:
             return self._error(context, idx, 415, "unsupported_format", str(error))
         except VideoLimitError as error:
-            status = 422 if error.code == "decode_timeout" else 413
-            return self._error(context, idx, status, error.code, str(error))
+            return self._error(context, idx, error.status, error.code, str(error))
+        except DecoderCrashedError as error:
+            return self._error(context, idx, 422, "decoder_crashed", str(error))
         except VideoInputError as error:
             return self._error(context, idx, 400, "invalid_video", str(error))
         except Exception:  # a bug or an input we did not foresee: this request only

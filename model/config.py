@@ -23,6 +23,7 @@ from model.faces import DetectorConfig
 from model.people import TrackingConfig
 from model.quality import QualityConfig
 from model.runtime import candidate_paths
+from model.sandbox_child import SandboxConfig
 from model.video import SamplingConfig, VideoLimits
 
 
@@ -87,6 +88,7 @@ class ServiceConfig:
     requests: RequestBounds = field(default_factory=RequestBounds)
     limits: VideoLimits = field(default_factory=VideoLimits)  # what one uploaded video may cost
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)  # C2PA reading
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # where uploads are decoded
 
 
 def load_config(model_yaml: Mapping[str, Any] | None) -> ServiceConfig:

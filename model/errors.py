@@ -31,6 +31,17 @@ class VideoLimitError(VideoInputError):
         super().__init__(message)
         self.code = code
 
+    @property
+    def status(self) -> int:
+        """413 for a video too large to take; 422 for one whose decoding ran past a limit
+        (decode_timeout, decode_cpu_limit, decode_memory_limit)."""
+        return 422 if self.code.startswith("decode") else 413
+
+
+class DecoderCrashedError(VideoInputError):
+    """The sandboxed decoder died on this file (a signal, or it broke the protocol): the file
+    is damaged or hostile. The worker is unaffected; the answer is 422 `decoder_crashed`."""
+
 
 class CheckpointError(DeepfakeServeError):
     """A checkpoint or its settings file is missing, malformed, or does not fit the network."""

@@ -25,6 +25,7 @@ from model.prefetch import prefetch
 from model.tensors import crops_to_batch
 from model.video import (
     DEFAULT_LIMITS,
+    OpenVideo,
     SampledFrame,
     SamplingConfig,
     VideoInfo,
@@ -122,15 +123,17 @@ def iter_frame_faces(
     skip_unsampled_frames: bool = True,
     decode_ahead: bool = False,
     decode_threads: int = 0,
+    open_video: OpenVideo = VideoReader,
 ) -> Iterator[FrameFaces]:
     """`extract_faces` one sampled frame at a time; sets `faces.info` once the video is open
     and adds the decode and detect times to `faces.timing_ms` as it goes (the caller keeps the
     frames it wants). `limits`: what the video may cost (`VideoLimitError` past them);
     `decode_ahead`: decode in a thread of its own, one frame ahead (a 4K frame is 25 MB);
-    `decode_threads`: FFmpeg's decoder threads (0: all cores)."""
+    `decode_threads`: FFmpeg's decoder threads (0: all cores); `open_video`: VideoReader, or
+    a sandbox's `open` (model/sandbox.py) that decodes in a confined child process."""
     timing_ms = faces.timing_ms
     timing_ms.update(decode=0.0, detect=0.0)
-    with VideoReader(source, decode_threads, limits, skip_unsampled_frames) as reader:
+    with open_video(source, decode_threads, limits, skip_unsampled_frames) as reader:
         faces.info, faces.container = reader.info, reader.facts
         width, height = reader.info.width, reader.info.height
         sampled = _timed(reader.sample(sampling), timing_ms, "decode")
@@ -200,6 +203,7 @@ def score_video(
     max_faces: int | None = None,
     overlap_stages: bool = True,
     decode_threads: int = 0,
+    open_video: OpenVideo = VideoReader,
 ) -> VideoFaces:
     """The faces of the sampled frames, each with its fake probability; `timing_ms` gets
     decode, detect, classify and total. With `overlap_stages` one thread decodes and another
@@ -218,6 +222,7 @@ def score_video(
         skip_unsampled_frames,
         decode_ahead=overlap_stages,
         decode_threads=decode_threads,
+        open_video=open_video,
     )
     # A few frames ahead at most: the queue holds crops only, the producer waits when it is full.
     if overlap_stages:

@@ -32,9 +32,10 @@ from model.provenance import ProvenanceReader
 from model.quality import quality_flags
 from model.report import ModelInfo, explanation_report, verdict_report
 from model.runtime import INT8_MODEL_NAME, candidate_paths, choose_classifier
+from model.sandbox import DecoderSandbox
 from model.tensors import crops_to_batch
 from model.verdict import VideoVerdict, verdict
-from model.video import VideoSource
+from model.video import VideoReader, VideoSource
 from protocol.wire import read_archive_info
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,12 @@ class DetectorService:
         self.detector = make_detector(config.detector)
         self.describe = FaceDescriber() if config.people.descriptors else None
         self.provenance = ProvenanceReader(config.credentials)
+        # Uploads are decoded in a confined child process (model/sandbox.py); its zygote
+        # starts now, so the first request does not wait for it.
+        self.sandbox = DecoderSandbox(config.sandbox) if config.sandbox.enabled else None
+        self.open_video = self.sandbox.open if self.sandbox else VideoReader
+        if self.sandbox:
+            self.sandbox.start()
         self.model_info = ModelInfo(
             name=settings.name,
             version=settings.version,
@@ -205,6 +212,7 @@ class DetectorService:
             # Overlap only with 2+ cores to this worker: on one the threads would take turns.
             overlap_stages=engine.overlap_stages and self.threads >= 2,
             decode_threads=self.threads,
+            open_video=self.open_video,
             max_faces=config.limits.max_faces,
         )
         started = time.perf_counter()

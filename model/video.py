@@ -10,11 +10,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
 
-from model.container import facts_of
+from model.container import ContainerFacts, facts_of
 from model.errors import VideoInputError, VideoLimitError
 from model.formats import HEAD_BYTES, ISO_MEDIA, container_format, open_container
 
@@ -131,7 +132,7 @@ class VideoReader:
         over them with `VideoLimitError`. `skip_unsampled`: let the decoder skip the frames
         that sampling does not want and no other frame refers to (H.264/HEVC B-frames, ~a
         third of the decoding); the sampled frames come out bit for bit the same."""
-        self._source = _validated_source(source)
+        self._source = validated_source(source)
         self._limits = limits
         self._skip_unsampled = skip_unsampled
         self._decode_s = 0.0
@@ -318,6 +319,21 @@ class VideoReader:
             )
 
 
+class OpenedVideo(Protocol):
+    """A video open for sampling: VideoReader here, or a sandboxed decoder (model/sandbox.py)."""
+
+    info: VideoInfo
+    facts: ContainerFacts
+
+    def sample(self, sampling: SamplingConfig) -> Iterator[SampledFrame]: ...
+    def __enter__(self) -> OpenedVideo: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+# (source, decoder threads, limits, skip unsampled frames) -> an open video.
+OpenVideo = Callable[[VideoSource, int, VideoLimits, bool], OpenedVideo]
+
+
 def read_sampled_frames(
     source: VideoSource, sampling: SamplingConfig
 ) -> tuple[VideoInfo, list[SampledFrame]]:
@@ -334,7 +350,7 @@ def _check_pixels(width: int, height: int, limits: VideoLimits) -> None:
         )
 
 
-def _validated_source(source: VideoSource) -> bytes | bytearray | memoryview | Path:
+def validated_source(source: VideoSource) -> bytes | bytearray | memoryview | Path:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise VideoInputError("empty upload: got 0 bytes, expected a video file")
