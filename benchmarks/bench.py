@@ -58,7 +58,11 @@ BASELINE_SETTINGS = {
         "return_large_buffers_to_os": False,
     },
     "detector": {"grey": False, "upsample": 1, "retry_upsample": None},
+    "sandbox": {"enabled": False},  # decoded inside the worker, as such a handler would
 }
+# The shipped settings with uploads decoded inside the worker: the sandbox's cost is the
+# difference between this variant and "shipped" (docs/security.md, the decoding sandbox).
+IN_PROCESS_SETTINGS = {"sandbox": {"enabled": False}}
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 
 
@@ -66,8 +70,9 @@ REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 class ClipResult:
     latencies_s: list[float]
     stage_ms: dict[str, float]  # mean per request
-    peak_rss_mb: float
-    cpu_s: float  # the worker's CPU-seconds (all its threads) per request
+    peak_rss_mb: float  # the worker's
+    cpu_s: float  # the worker's CPU-seconds (all its threads, its decoding children) per request
+    decoder_peak_rss_mb: float  # the sandbox's zygote plus one decoding child, at most
 
     @property
     def floor_s(self) -> float:
@@ -112,6 +117,7 @@ class PeakRss:
     def __init__(self, servers: dict[str, RunningServer]) -> None:
         self.servers = servers
         self.peaks: dict[str, int] = dict.fromkeys(servers, 0)
+        self.decoder_peaks: dict[str, int] = dict.fromkeys(servers, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -135,10 +141,15 @@ class PeakRss:
                     with contextlib.suppress(psutil.Error):
                         rss = process.memory_info().rss
                         self.peaks[label] = max(self.peaks[label], rss)
+                        decoders = sum(c.memory_info().rss for c in process.children(True))
+                        self.decoder_peaks[label] = max(self.decoder_peaks[label], decoders)
             time.sleep(self.POLL_S)
 
     def peak_mb(self, label: str) -> float:
         return self.peaks[label] / 2**20
+
+    def decoder_peak_mb(self, label: str) -> float:
+        return self.decoder_peaks[label] / 2**20
 
 
 def rotated(labels: list[str], round_index: int) -> list[str]:
@@ -168,18 +179,28 @@ def measure_clip(
                 for stage, ms in report["timing_ms"].items():
                     stages[label][stage] = stages[label].get(stage, 0.0) + ms / requests
     return {
-        label: ClipResult(latencies[label], stages[label], rss.peak_mb(label), cpu_s[label])
+        label: ClipResult(
+            latencies[label],
+            stages[label],
+            rss.peak_mb(label),
+            cpu_s[label],
+            rss.decoder_peak_mb(label),
+        )
         for label in servers
     }
 
 
 def worker_cpu_s(server: RunningServer) -> float:
-    """User + system CPU-seconds the server's workers have used so far, all threads."""
+    """User + system CPU-seconds the server's workers have used so far, all threads, with their
+    sandbox zygotes and every decoding child those have reaped."""
     total = 0.0
-    for process in worker_processes(server):
+    for worker in worker_processes(server):
         with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
+            times = worker.cpu_times()
             total += times.user + times.system
+            for child in worker.children(recursive=True):
+                times = child.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -236,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint is None:
             settings = ModelSettings(name="bench-random", input_size=299)
             checkpoint = random_checkpoint(work / "checkpoint" / "best.pt", settings)
-        runs = [("baseline", BASELINE_SETTINGS, None), ("shipped", {}, None)]
+        runs = [
+            ("baseline", BASELINE_SETTINGS, None),
+            ("shipped", {}, None),
+            ("shipped-in-process", IN_PROCESS_SETTINGS, None),
+        ]
         if args.int8_split:
             runs.append(("shipped-int8", {}, args.int8_split))
         first = next(iter(clips))
@@ -265,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| clip | path | median s | vs baseline | p95 s | CPU-s | floor s | decode ms | "
-        "detect ms | classify ms | track ms | peak RSS MB |"
+        "detect ms | classify ms | track ms | peak RSS MB | decoder RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in clips:
         baseline_s = results["baseline"][name].median_s
         for label, by_clip in results.items():
@@ -279,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.cpu_s:.2f} | {result.floor_s:.2f} | "
                 f"{stage.get('decode', 0):.0f} | {stage.get('detect', 0):.0f} | "
                 f"{stage.get('classify', 0):.0f} | {stage.get('track', 0):.0f} | "
-                f"{result.peak_rss_mb:.0f} |"
+                f"{result.peak_rss_mb:.0f} | {result.decoder_peak_rss_mb:.0f} |"
             )
     for label, rates in throughput.items():
         for workers, rate in rates.items():
@@ -291,6 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"bench: people tracking {1000 * track_s:.0f} ms of the {result.median_s:.2f} s "
             f"median on {name}: +{added:.1f}% over the rest of the request"
+        )
+    for name, result in results["shipped"].items():
+        in_process = results["shipped-in-process"][name]
+        cost_s = result.median_s - in_process.median_s
+        print(
+            f"bench: decoding sandbox on {name}: {1000 * cost_s:+.0f} ms "
+            f"({100 * cost_s / in_process.median_s:+.1f}%) median, "
+            f"{result.cpu_s - in_process.cpu_s:+.2f} CPU-s per request, decoder peak "
+            f"{result.decoder_peak_rss_mb:.0f} MB beside the worker's {result.peak_rss_mb:.0f} MB"
         )
     shipped, baseline = results["shipped"][first], results["baseline"][first]
     peak = max(result.peak_rss_mb for result in results["shipped"].values())
