@@ -42,12 +42,15 @@ TORCHSERVE := $(VENV)/bin/torchserve
 # The KServe SDK conflicts with requirements.txt's pins (psutil, pandas, protobuf): own venv.
 TOOLS_VENV ?= .venv-tools
 KSERVE_STORAGE ?= deploy/kserve/storage
+# `make fuzz`: how many mutated uploads, from which seed (the same seed makes the same cases).
+FUZZ_CASES ?= 3000
+FUZZ_SEED ?= 0
 # `make ui`: the web page in front of the running TorchServe.
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 7860
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java tools browser ui demo demo-model weights model crossval archive serve stop bench loadtest mlflow-ui \
+.PHONY: setup check-java tools browser ui demo demo-model weights model crossval archive serve stop bench loadtest fuzz mlflow-ui \
 	mlflow-server kserve-bundle kserve-validate test test-fast test-slow lint format clean
 
 setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
@@ -154,6 +157,9 @@ bench: setup  ## straightforward vs shipped path, end to end through TorchServe 
 
 loadtest: setup  ## 200 mixed requests, 8 clients, 2 workers, one worker killed (~5 min)
 	$(PY) -m benchmarks.loadtest
+
+fuzz: setup  ## mutated uploads through the sandboxed decoder and the worker's readers (~5 min)
+	$(PY) -m tools.fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --sample-data $(SAMPLE_DATA)
 
 mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

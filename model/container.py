@@ -209,9 +209,11 @@ def _stream(stream: av.stream.Stream) -> dict[str, Any]:
             if stream.start_time is not None and stream.time_base
             else None
         ),
-        "bit_rate": stream.bit_rate or None,
+        "bit_rate": getattr(stream, "bit_rate", None) or None,  # a data stream has none
         "tags": _tags(stream.metadata),
     }
+    if codec is None:  # a stream of a codec FFmpeg does not know: nothing more to say
+        return found
     if stream.type == "video":
         found.update(
             width=codec.width,

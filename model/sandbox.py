@@ -93,6 +93,10 @@ class DecoderSandbox:
             )  # fmt: skip
         self.confined = confined
 
+    @property
+    def zygote_pid(self) -> int | None:
+        return self._zygote.pid if self._zygote is not None else None
+
     def start(self) -> None:
         """Start the zygote now (else the first video does)."""
         self._running_zygote()

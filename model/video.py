@@ -389,7 +389,13 @@ def _head(source: bytes | bytearray | memoryview | Path) -> bytes:
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     if container.streams.video:
-        return container.streams.video[0]
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoInputError(
+                "the video stream's codec is unknown (its codec tag is damaged or not one "
+                "FFmpeg decodes)"
+            )
+        return stream
     if container.streams.audio:
         raise VideoInputError("no video stream: the file holds only audio")
     raise VideoInputError("no video stream in the file")

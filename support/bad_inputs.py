@@ -246,6 +246,14 @@ CORPUS = [
         "not a video|corrupt|truncated|no decodable frame|no video stream",
     ),
     Case("audio only", encode_audio_only, 400, "invalid_video", "only audio"),
+    # Found by `make fuzz`: a video track whose codec FFmpeg does not know was a 500.
+    Case(
+        "video track with an unknown codec tag",
+        lambda: face_clip().replace(b"avc1", b"zzzz"),
+        400,
+        "invalid_video",
+        "codec is unknown",
+    ),
     Case("1-frame video", lambda: face_clip(frames=1), 200, label="face"),
     Case("16x16 video", lambda: encode_video(blank_frames(10, 16, 16)), 200, label="no_face"),
     Case(
