@@ -94,3 +94,20 @@ def test_the_whitelists_reach_ffmpeg():
     with pytest.raises(av.FFmpegError) as refused:
         av.open(io.BytesIO(script), mode="r", container_options=DEMUXER_OPTIONS)
     assert not isinstance(refused.value, av.FileNotFoundError)
+
+
+def test_the_ffmpeg_versions_in_the_wheels_are_the_ones_security_md_records():
+    import re
+
+    import cv2
+
+    from support.torchserve import REPO_ROOT
+
+    record = (REPO_ROOT / "docs" / "security.md").read_text()
+    pyav = re.search(r"\| av [\d.]+ \(PyAV\) \| \*\*([\d.]+)\*\* \(libavformat ([\d.]+)", record)
+    assert pyav, "docs/security.md lost its PyAV FFmpeg row"
+    assert pyav.group(1) == av.ffmpeg_version_info, "PyAV's FFmpeg changed: update the CVE record"
+    assert pyav.group(2) == ".".join(map(str, av.library_versions["libavformat"]))
+    opencv = re.search(r"\| opencv-python-headless [\d.]+ \| libavformat ([\d.]+)", record)
+    built = re.search(r"avformat:\s+YES \(([\d.]+)\)", cv2.getBuildInformation())
+    assert opencv and built and opencv.group(1) == built.group(1), "OpenCV's FFmpeg changed"
