@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLE_DATA ?= ../shared/data
+# The tests read the sample videos from here too (support/samples.py).
+export DEEPFAKE_SAMPLE_DATA ?= $(abspath $(SAMPLE_DATA))
 # Labelled video folders the models train on, each with videos/{real,fake}/ and labels.csv.
 TRAIN_DATA ?= $(SAMPLE_DATA) ../shared/pool
 # How face extraction samples each video's frames (python -m training.extract_faces --help).
@@ -50,10 +52,17 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 7860
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup check-java tools browser ui demo demo-model weights model crossval archive serve stop bench loadtest fuzz mlflow-ui \
+.PHONY: setup check-python check-java tools browser ui demo demo-model weights model crossval archive serve stop bench loadtest fuzz mlflow-ui \
 	mlflow-server kserve-bundle kserve-validate test test-fast test-slow lint format clean
 
-setup: check-java $(VENV)/.installed  ## create .venv with the pinned packages
+setup: check-python check-java $(VENV)/.installed  ## create .venv with the pinned packages
+
+check-python:  ## the pinned wheels are built and checked for CPython 3.11
+	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$version" != "3.11" ]; then \
+		echo "make setup: $(PYTHON) is Python $${version:-missing}; the pinned packages need" \
+		     "CPython 3.11: install it (apt-get install python3.11 python3.11-venv, or pyenv)" \
+		     "and run make setup PYTHON=python3.11" >&2; exit 1; fi
 
 check-java:  ## TorchServe needs a Java 17+ runtime
 	@version=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2; exit}'); \

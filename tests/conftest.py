@@ -3,11 +3,24 @@ set, and the one TorchServe that the serving and browser tests share."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from support.samples import SAMPLE_DATA, SampleVideo, read_labels
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Where the data must be there (CI sets DEEPFAKE_REQUIRE_DATA=1), its absence stops the
+    run instead of skipping most of the suite."""
+    required = os.environ.get("DEEPFAKE_REQUIRE_DATA") == "1"
+    if required and not (SAMPLE_DATA / "labels.csv").is_file():
+        pytest.exit(
+            f"sample videos not found in {SAMPLE_DATA}: DEEPFAKE_REQUIRE_DATA=1 needs them "
+            "(set SAMPLE_DATA=... for make, or DEEPFAKE_SAMPLE_DATA=... for pytest)",
+            returncode=1,
+        )
 
 
 @pytest.fixture(scope="session")
