@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -216,8 +215,3 @@ def worker_processes(server: RunningServer) -> list[psutil.Process]:
         if "model_service_worker" in command and marker in command:
             found.append(process)
     return found
-
-
-def scoring_workers(log: str) -> set[str]:
-    """Worker thread names (W-9000-deepfake_0.1.0) that logged a scored video in `log`."""
-    return set(re.findall(r"\[INFO \] (W-\d+-\S+)-stdout MODEL_LOG - deepfake: scored", log))

@@ -135,7 +135,7 @@ def test_greedy_split_is_stratified_by_label():
 def test_command_line_writes_the_split_file(extracted_images, tmp_path, capsys):
     image_dir, _ = extracted_images
     output = tmp_path / "my_split.json"
-    assert main(["--image_dir", str(image_dir), "--output", str(output), "--seed", "1"]) == 0
+    assert main(["--image-dir", str(image_dir), "--output", str(output), "--seed", "1"]) == 0
     assert json.loads(output.read_text())["seed"] == 1
     assert "train:" in capsys.readouterr().out
     (tmp_path / "data.csv").write_text(DATA_CSV)

@@ -77,8 +77,8 @@ def test_command_line_accepts_the_seeds_spellings_and_several_folders(
     real_only = _video_folder(
         tmp_path / "more", "real", "other.mp4", small_video_dir / "real" / "a_still_astronaut.mp4"
     )
-    arguments = ["--video_dir", str(fake_only), "--video-dir", str(real_only)]
-    arguments += ["--image_dir", str(tmp_path / "images"), "--crop-size", "80"]
+    arguments = ["--video-dir", str(fake_only), "--video-dir", str(real_only)]
+    arguments += ["--image-dir", str(tmp_path / "images"), "--crop-size", "80"]
     assert main([*arguments, "--interval", "50", "--workers", "1", "--no-landmarks"]) == 0
     assert "2 videos (2 extracted" in capsys.readouterr().out
     record = json.loads((tmp_path / "images" / "fake" / "clip" / FACES_FILE).read_text())

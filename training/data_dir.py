@@ -54,15 +54,6 @@ class VideoMetadata:
     source_video: str | None = None  # a fake's real clip (its video id)
 
 
-@dataclass(frozen=True)
-class VideoEntry:
-    video_id: str
-    label: str
-    group: str
-    folder: str  # relative to the image dir: <label>/<video-id>
-    crops: list[dict]  # {"file", "frame_index", "landmarks"?} per face crop
-
-
 def read_extracted(image_dir: Path) -> list[dict]:
     """Every faces.json under `image_dir/<label>/<video-id>/`, in a stable order."""
     records = []
@@ -285,7 +276,7 @@ def describe(split: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
+    parser.add_argument("--image-dir", type=Path, default=Path("images"))
     parser.add_argument(
         "--metadata",
         type=Path,

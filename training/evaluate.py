@@ -29,8 +29,13 @@ from model.service import DetectorService
 from protocol.wire import FACE_RULES, find_videos
 from training.data_dir import check_crop_size, load_split
 from training.dataset import FAKE, REAL, FaceCrops, split_items
-from training.scoring import CropScores, analyze_files, evaluation_metrics, score_crops
-from training.scoring import video_probabilities as aggregate_videos
+from training.scoring import (
+    CropScores,
+    analyze_files,
+    evaluation_metrics,
+    score_crops,
+    video_probabilities,
+)
 from training.tracking import start_tracked_run
 
 
@@ -130,7 +135,7 @@ def all_metrics(evaluation: Evaluation, aggregation: str) -> dict[str, float]:
 
 
 def write_csv(evaluation: Evaluation, aggregation: str, path: Path) -> None:
-    videos = aggregate_videos(evaluation.scores, aggregation)
+    videos = video_probabilities(evaluation.scores, aggregation)
     faces = Counter(evaluation.scores.video_ids)
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)

@@ -194,12 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--video-dir",
-        "--video_dir",
         type=Path,
         action="append",
         help="folder with real/ and fake/; repeat for more (default: videos)",
     )
-    parser.add_argument("--image-dir", "--image_dir", type=Path, default=Path("images"))
+    parser.add_argument("--image-dir", type=Path, default=Path("images"))
     add_arguments(parser, sections=("sampling",))
     parser.add_argument(
         "--crop-size",

@@ -37,7 +37,7 @@ def outcome_lines(outcome: VideoOutcome, video_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video-dir", "--video_dir", type=Path, default=Path("videos/infer"))
+    parser.add_argument("--video-dir", type=Path, default=Path("videos/infer"))
     parser.add_argument("--output", type=Path, default=Path("results.txt"))
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     add_arguments(parser)
