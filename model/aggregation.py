@@ -48,7 +48,10 @@ def face_max_rule(frame_face_probabilities: Sequence[Sequence[float]]) -> float:
 
 # Rules over every face of a video, named by the wire protocol (which clients read too); its
 # person rule is model/verdict.py's.
-AGGREGATIONS = dict(zip(wire.FACE_RULES, (mean_rule, confident_rule, face_max_rule), strict=True))
+# The face rules' functions; wire.AGGREGATIONS names every rule, the person rule too.
+FACE_RULE_FUNCTIONS = dict(
+    zip(wire.FACE_RULES, (mean_rule, confident_rule, face_max_rule), strict=True)
+)
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,11 @@ def aggregate(
     frame_face_probabilities: Sequence[Sequence[float]], rule: str = "mean"
 ) -> float | None:
     """Video fake probability in [0, 1] by `rule`, or None when no frame had a face."""
-    if rule not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {rule!r}; choose one of {sorted(AGGREGATIONS)}")
+    if rule not in FACE_RULE_FUNCTIONS:
+        raise ValueError(f"unknown face rule {rule!r}; choose one of {sorted(FACE_RULE_FUNCTIONS)}")
     if not any(len(faces) for faces in frame_face_probabilities):
         return None
-    return AGGREGATIONS[rule](frame_face_probabilities)
+    return FACE_RULE_FUNCTIONS[rule](frame_face_probabilities)
 
 
 def _all_faces(frame_face_probabilities: Sequence[Sequence[float]]) -> np.ndarray:

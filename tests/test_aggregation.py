@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.aggregation import AGGREGATIONS, aggregate
+from model.aggregation import FACE_RULE_FUNCTIONS, aggregate
 
 probabilities = st.floats(0.0, 1.0, allow_nan=False)
 frames_with_faces = st.lists(st.lists(probabilities, max_size=4), min_size=1, max_size=40).filter(
@@ -47,16 +47,16 @@ def test_confident_rule_falls_back_to_the_mean_for_short_clips():
 
 
 def test_unknown_rule_is_refused():
-    with pytest.raises(ValueError, match="unknown aggregation"):
+    with pytest.raises(ValueError, match="unknown face rule"):
         aggregate([[0.5]], "median")
 
 
-@given(frames_with_faces, st.sampled_from(sorted(AGGREGATIONS)))
+@given(frames_with_faces, st.sampled_from(sorted(FACE_RULE_FUNCTIONS)))
 def test_every_rule_stays_in_unit_interval(frames, rule):
     assert 0.0 <= aggregate(frames, rule) <= 1.0
 
 
-@given(frames_with_faces, st.sampled_from(sorted(AGGREGATIONS)), st.randoms())
+@given(frames_with_faces, st.sampled_from(sorted(FACE_RULE_FUNCTIONS)), st.randoms())
 def test_frame_order_does_not_matter(frames, rule, random):
     shuffled = list(frames)
     random.shuffle(shuffled)

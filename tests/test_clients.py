@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from model.aggregation import AGGREGATIONS
+from model.aggregation import FACE_RULE_FUNCTIONS
 from protocol import wire
 from support.torchserve import REPO_ROOT
 
@@ -39,7 +39,8 @@ def test_the_health_check_and_the_wire_protocol_need_only_the_standard_library()
 
 
 def test_the_protocol_names_the_workers_rules_and_labels():
-    assert (wire.PERSON_RULE, *AGGREGATIONS) == wire.AGGREGATIONS  # the person rule: verdict.py
+    # The person rule lives in verdict.py, the face rules here.
+    assert (wire.PERSON_RULE, *FACE_RULE_FUNCTIONS) == wire.AGGREGATIONS
     assert wire.result_line("a.mp4", "fake", 0.91234) == "a.mp4 0.9123 fake"
     assert wire.result_line("b.mp4", "no_face", None) == "b.mp4 no_face no_face"
     assert wire.result_line("c.mp4", None, None, "not a video") == "c.mp4 error: not a video"
