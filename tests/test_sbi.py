@@ -215,14 +215,14 @@ def test_other_face_blend_pastes_the_donor_in_the_targets_colours(extracted_imag
 
 def test_crops_take_their_donor_from_another_group(extracted_images):
     from model.network import ModelSettings
-    from training.dataset import REAL, CropItem, FaceCrops
+    from training.dataset import REAL_CLASS, CropItem, FaceCrops
     from training.sbi import SelfBlendConfig
 
     image_dir, _ = extracted_images
     path_a, _, landmarks_a = _first_face(image_dir, "a_still_grace_hopper")
     path_b, _, landmarks_b = _first_face(image_dir, "a_wolfgang_c1")
-    real_a = CropItem(str(path_a), REAL, "a", 0, landmarks_a, group="hopper")
-    real_b = CropItem(str(path_b), REAL, "b", 0, landmarks_b, group="wolfgang")
+    real_a = CropItem(str(path_a), REAL_CLASS, "a", 0, landmarks_a, group="hopper")
+    real_b = CropItem(str(path_b), REAL_CLASS, "b", 0, landmarks_b, group="wolfgang")
     blended_a = CropItem(str(path_a), 1, "a#self-blended", 0, landmarks_a, True, "hopper")
     settings = ModelSettings(input_size=96)
     crops = FaceCrops(

@@ -22,7 +22,8 @@ from training.augment import AugmentConfig, augment
 from training.sbi import Donor, SelfBlendConfig, landmark_alignment, self_blend
 
 FAKE_SOURCES = ("both", "videos", "sbi")
-REAL, FAKE = 0, 1
+# Class indices of the training targets (the wire's labels are the strings of protocol/wire.py).
+REAL_CLASS, FAKE_CLASS = 0, 1
 # An other-face blend takes, of this many random crops of other people, the one whose face
 # shape is closest to the target's (Face X-ray searches its donors the same way).
 DONOR_CANDIDATES = 8
@@ -48,8 +49,8 @@ def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) 
     for video in split["videos"]:
         if video["split"] != split_name:
             continue
-        label = FAKE if video["label"] == "fake" else REAL
-        if label == FAKE and fake_source == "sbi":
+        label = FAKE_CLASS if video["label"] == "fake" else REAL_CLASS
+        if label == FAKE_CLASS and fake_source == "sbi":
             continue
         for crop in video["crops"]:
             landmarks = np.asarray(crop["landmarks"], np.float32) if "landmarks" in crop else None
@@ -57,11 +58,11 @@ def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) 
             group = video.get("group", video["video_id"])
             item = CropItem(path, label, video["video_id"], crop["frame_index"], landmarks)
             items.append(dataclasses.replace(item, group=group))
-            if label == REAL and fake_source != "videos" and landmarks is not None:
+            if label == REAL_CLASS and fake_source != "videos" and landmarks is not None:
                 blended_id = f"{video['video_id']}#self-blended"
                 items.append(
                     dataclasses.replace(
-                        item, label=FAKE, video_id=blended_id, self_blended=True, group=group
+                        item, label=FAKE_CLASS, video_id=blended_id, self_blended=True, group=group
                     )
                 )
     return items
@@ -95,7 +96,9 @@ class FaceCrops(Dataset):
         self.augment_config = augment_config
         self.blend_config = blend_config
         self.donors = [
-            i for i, item in enumerate(items) if item.label == REAL and item.landmarks is not None
+            i
+            for i, item in enumerate(items)
+            if item.label == REAL_CLASS and item.landmarks is not None
         ]
 
     def set_epoch(self, epoch: int) -> None:

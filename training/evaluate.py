@@ -28,7 +28,7 @@ from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_c
 from model.service import DetectorService
 from protocol.wire import FACE_RULES, find_videos
 from training.data_dir import check_crop_size, load_split
-from training.dataset import FAKE, REAL, FaceCrops, split_items
+from training.dataset import FAKE_CLASS, REAL_CLASS, FaceCrops, split_items
 from training.scoring import (
     CropScores,
     analyze_files,
@@ -56,7 +56,7 @@ def evaluate_folder(folder: Path, service: DetectorService) -> Evaluation:
     no_face: dict[str, int] = {}
     unreadable: dict[str, str] = {}
     verdicts: dict[str, float] = {}
-    for label_name, label in (("real", REAL), ("fake", FAKE)):
+    for label_name, label in (("real", REAL_CLASS), ("fake", FAKE_CLASS)):
         label_dir = folder / label_name
         paths = find_videos([label_dir]) if label_dir.is_dir() else []
         for outcome in analyze_files(paths, service):
