@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _archive_registered(model_uri: str, build) -> Path:
-    from training.tracking import download_registered_checkpoint  # MLflow: archive time only
+    from training.experiments import download_registered_checkpoint  # MLflow: archive time only
 
     with tempfile.TemporaryDirectory(prefix="registered-") as folder:
         registered = download_registered_checkpoint(model_uri, Path(folder))

@@ -39,6 +39,7 @@ from training.calibration import (
 )
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
+from training.experiments import start_tracked_run
 from training.heldout import ServedVideo, format_metrics, served_metrics, served_video
 from training.metrics import bootstrap_interval, equal_error_rate
 from training.scoring import (
@@ -49,7 +50,6 @@ from training.scoring import (
     video_probabilities,
     video_scores,
 )
-from training.tracking import start_tracked_run
 from training.train import BEST_WEIGHTS, TrainConfig, config_from_args, get_args_parser, train
 
 # Groups cut from one photo with overlapping edges: one unit, held out together.

@@ -29,6 +29,7 @@ from model.service import DetectorService
 from protocol.wire import FACE_RULES, find_videos
 from training.data_dir import check_crop_size, load_split
 from training.dataset import FAKE_CLASS, REAL_CLASS, FaceCrops, split_items
+from training.experiments import start_tracked_run
 from training.scoring import (
     CropScores,
     analyze_files,
@@ -36,7 +37,6 @@ from training.scoring import (
     score_crops,
     video_probabilities,
 )
-from training.tracking import start_tracked_run
 
 
 @dataclass

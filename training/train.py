@@ -50,10 +50,10 @@ from training.calibration import fit_temperature, reliability_figure, with_tempe
 from training.data_dir import SplitError, check_crop_size, load_split
 from training.dataset import FAKE_SOURCES, Collate, FaceCrops, TwinShuffle, split_items
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
+from training.experiments import log_checkpoint_and_register, start_tracked_run
 from training.plots import confusion_figure, roc_figure
 from training.sbi import SelfBlendConfig
 from training.scoring import CropScores, evaluation_metrics, score_crops, video_scores
-from training.tracking import log_checkpoint_and_register, start_tracked_run
 
 LAST_STATE = "last_state.pt"
 BEST_WEIGHTS = DEFAULT_CHECKPOINT.name
