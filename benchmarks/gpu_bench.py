@@ -26,13 +26,13 @@ import av
 import torch
 
 from benchmarks.footage import CLIPS, make_clip
-from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import cpu_model, usable_cores
 from model.credentials import CredentialsConfig
 from model.network import ModelSettings
 from model.people import TrackingConfig
 from model.service import DetectorService
+from model.verdict import VerdictConfig
 from support.samples import read_labels
 from support.weights import random_checkpoint, seeded_network
 

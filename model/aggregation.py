@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,64 +50,6 @@ def face_max_rule(frame_face_probabilities: Sequence[Sequence[float]]) -> float:
 FACE_RULE_FUNCTIONS = dict(
     zip(wire.FACE_RULES, (mean_rule, confident_rule, face_max_rule), strict=True)
 )
-
-
-@dataclass(frozen=True)
-class VerdictConfig:
-    """How the per-face probabilities become the video's label."""
-
-    # person_max: the most suspicious person with at least `min_person_faces` faces (each
-    # person's probability the mean of their faces); or mean, confident, face_max over faces.
-    aggregation: str = wire.PERSON_RULE
-    # A video whose probability is at least this is labelled fake. None: the model's own
-    # (its checkpoint's decision_threshold), which the service fills in.
-    threshold: float | None = None
-    # Closer to the threshold than this: uncertain, neither fake nor real (0: no band).
-    uncertain_band: float = 0.1
-    min_person_faces: int = 2  # fewer: the person counts only when no one has more
-
-    def __post_init__(self) -> None:
-        if self.aggregation not in wire.AGGREGATIONS:
-            raise ValueError(
-                f"unknown aggregation {self.aggregation!r}; choose one of {list(wire.AGGREGATIONS)}"
-            )
-        if not 0.0 <= self.uncertain_band <= 0.5:
-            raise ValueError(f"uncertain_band must lie in [0, 0.5], got {self.uncertain_band}")
-        if self.min_person_faces < 1:
-            raise ValueError(f"min_person_faces must be at least 1, got {self.min_person_faces}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
-
-    def with_model_threshold(self, decision_threshold: float) -> VerdictConfig:
-        """This rule, its threshold the model's where it names none."""
-        if self.threshold is not None:
-            return self
-        return dataclasses.replace(self, threshold=decision_threshold)
-
-    def label(self, fake_probability: float | None) -> str:
-        """fake, real, uncertain (inside the band around the threshold), or no_face."""
-        if fake_probability is None:
-            return wire.NO_FACE
-        if self.threshold is None:
-            raise ValueError("the verdict's threshold is the model's: take with_model_threshold")
-        if abs(fake_probability - self.threshold) < self.uncertain_band:
-            return wire.UNCERTAIN
-        return wire.FAKE if fake_probability >= self.threshold else wire.REAL
-
-    def reason(self, fake_probability: float | None) -> str:
-        """Why the label is what it is, in plain words."""
-        if fake_probability is None:
-            return "no face was found in the sampled frames, so there is nothing to judge"
-        low, high = self.threshold - self.uncertain_band, self.threshold + self.uncertain_band
-        label = self.label(fake_probability)
-        if label == wire.UNCERTAIN:
-            return (
-                f"the fake probability {fake_probability:.2f} is too close to the threshold "
-                f"{self.threshold:.2f} to call (between {low:.2f} and {high:.2f})"
-            )
-        side = "at or above" if label == wire.FAKE else "below"
-        edge = max(high, self.threshold) if label == wire.FAKE else low
-        return f"the fake probability {fake_probability:.2f} is {side} {edge:.2f}"
 
 
 def aggregate(

@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.aggregation import VerdictConfig
 from model.credentials import CredentialsConfig
 from model.faces import DetectorConfig
 from model.people import TrackingConfig
 from model.quality import QualityConfig
 from model.runtime import candidate_paths
 from model.sandbox_child import SandboxConfig
+from model.verdict import VerdictConfig
 from model.video import SamplingConfig, VideoLimits
 
 

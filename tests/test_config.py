@@ -84,7 +84,7 @@ def test_the_documented_tree_is_the_schemas_defaults():
 
 
 def test_the_served_threshold_is_the_models_unless_the_server_sets_one():
-    from model.aggregation import VerdictConfig
+    from model.verdict import VerdictConfig
 
     rule = VerdictConfig()
     assert rule.threshold is None

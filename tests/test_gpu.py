@@ -10,7 +10,6 @@ import json
 import pytest
 import torch
 
-from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.credentials import CredentialsConfig
 from model.device import cuda_half
@@ -21,6 +20,7 @@ from model.pipeline import extract_faces
 from model.runtime import BASELINE_PATH, InferencePath, prepare_classifier
 from model.service import DetectorService
 from model.tensors import crops_to_batch
+from model.verdict import VerdictConfig
 from model.video import SamplingConfig
 from support.weights import seeded_network
 from tests.test_service import RECORDED, TORCH_FP32

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from model.aggregation import VerdictConfig
+from model.verdict import VerdictConfig
 from training.crossval import protocol_folds
 from training.heldout import (
     GROUP_CLIP,

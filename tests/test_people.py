@@ -9,12 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from model.aggregation import VerdictConfig
 from model.faces import DetectorConfig, FaceBox, make_detector
 from model.network import ModelSettings
 from model.people import FaceDescriber, Person, TrackingConfig, iou, link_people, segments
 from model.pipeline import Face, extract_faces
-from model.verdict import verdict
+from model.verdict import VerdictConfig, verdict
 from model.video import SamplingConfig
 from support.video_factory import encode_video
 

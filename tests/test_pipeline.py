@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.aggregation import VerdictConfig
 from model.errors import VideoInputError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
 from model.pipeline import classify_crops, score_video
-from model.verdict import VideoVerdict, verdict
+from model.verdict import VerdictConfig, VideoVerdict, verdict
 from model.video import SamplingConfig
 from protocol.wire import NO_FACE
 from support.video_factory import encode_video, grace_hopper_rgb

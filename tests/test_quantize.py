@@ -10,12 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from model.aggregation import VerdictConfig
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, load_checkpoint, load_settings
 from model.pipeline import classify_crops, extract_faces
 from model.runtime import BASELINE_PATH, INT8_MODEL_NAME, InferencePath, prepare_classifier
-from model.verdict import verdict
+from model.verdict import VerdictConfig, verdict
 from model.video import SamplingConfig
 from support.weights import random_checkpoint
 from training.data_dir import load_split

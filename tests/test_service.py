@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from model.aggregation import VerdictConfig
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import usable_cores
 from model.service import DetectorService
+from model.verdict import VerdictConfig
 from model.video import VideoLimits
 from support.weights import seeded_network
 

@@ -6,10 +6,10 @@ import mlflow
 import pytest
 import torch
 
-from model.aggregation import VerdictConfig
 from model.config import ServiceConfig
 from model.network import load_checkpoint
 from model.service import DetectorService
+from model.verdict import VerdictConfig
 from training.train import main
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model.aggregation import VerdictConfig, aggregate
-from model.verdict import VideoVerdict
+from model.aggregation import aggregate
+from model.verdict import VerdictConfig, VideoVerdict
 from protocol.wire import FAKE, NO_FACE, UNCERTAIN
 from training.metrics import NO_FACE_SCORE, bootstrap_interval
 
