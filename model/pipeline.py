@@ -22,6 +22,7 @@ from model.container import ContainerFacts
 from model.faces import FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.prefetch import prefetch
+from model.provenance import Provenance
 from model.tensors import crops_to_batch
 from model.video import (
     DEFAULT_LIMITS,
@@ -81,6 +82,8 @@ class VideoFaces:
 
     info: VideoInfo | None = None  # set once the video is open
     container: ContainerFacts | None = None  # what the container says of itself, likewise
+    # Content Credentials and container facts, where the decoder read them (the sandbox).
+    provenance: Provenance | None = None
     frames: list[FrameFaces] = field(default_factory=list)
     timing_ms: dict[str, float] = field(default_factory=dict)
     truncated: bool = False  # stopped at the limit on faces per video, later frames unread
@@ -135,6 +138,7 @@ def iter_frame_faces(
     timing_ms.update(decode=0.0, detect=0.0)
     with open_video(source, decode_threads, limits, skip_unsampled_frames) as reader:
         faces.info, faces.container = reader.info, reader.facts
+        faces.provenance = reader.provenance
         width, height = reader.info.width, reader.info.height
         sampled = _timed(reader.sample(sampling), timing_ms, "decode")
         if decode_ahead:  # the decoder would otherwise wait while HOG searches each frame

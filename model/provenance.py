@@ -4,7 +4,7 @@ model/credentials.py) and what its container says about itself (model/container.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,20 @@ class Provenance:
     credentials: ContentCredentials | None  # None where the server does not read them
     container: ContainerFacts | None  # None where FFmpeg could not list what it decoded
     container_error: str | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        """Its fields as JSON-able values, for `from_message` in another process."""
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Provenance:
+        """Back from `to_message`; a TypeError or ValueError for anything else."""
+        credentials, container = message["credentials"], message["container"]
+        return cls(
+            ContentCredentials(**credentials) if credentials is not None else None,
+            ContainerFacts(**container) if container is not None else None,
+            message.get("container_error"),
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -30,13 +30,21 @@ from pathlib import Path
 import numpy as np
 
 from model.container import ContainerFacts
+from model.credentials import CredentialsConfig
 from model.errors import (
     DecoderCrashedError,
     UnsupportedFormatError,
     VideoInputError,
     VideoLimitError,
 )
-from model.sandbox_child import SandboxConfig, receive_message, send_json, send_message
+from model.provenance import Provenance
+from model.sandbox_child import (
+    OUT_OF_MEMORY_EXIT,
+    SandboxConfig,
+    receive_message,
+    send_json,
+    send_message,
+)
 from model.video import (
     DEFAULT_LIMITS,
     SampledFrame,
@@ -58,8 +66,12 @@ class DecoderSandbox:
     """One zygote per worker, started on first use and again if it dies; `open` starts a
     confined child for one video. Not thread-safe: a worker decodes one video at a time."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, credentials: CredentialsConfig | None = None
+    ) -> None:
         self.config = config or SandboxConfig()
+        # How the children read Content Credentials (the trust anchors, read by the zygote).
+        self.credentials = credentials or CredentialsConfig()
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None
         self._stop: weakref.finalize | None = None  # stops the zygote, at close or collection
@@ -137,7 +149,11 @@ class DecoderSandbox:
             "OMP_NUM_THREADS": "1",
         }
         command = [sys.executable, "-m", "model.sandbox_child"]
+        credentials = asdict(self.credentials)
+        if credentials["trust_anchors"]:  # the zygote runs in another folder
+            credentials["trust_anchors"] = str(Path(credentials["trust_anchors"]).resolve())
         limits = [str(self.config.memory_mb), str(self.config.cpu_s), str(theirs.fileno())]
+        limits.append(json.dumps(credentials))
         self._zygote = subprocess.Popen(
             command + limits,
             pass_fds=[theirs.fileno()],
@@ -185,6 +201,7 @@ class SandboxedReader:
             try:
                 self.info = VideoInfo(**opened["info"])
                 self.facts = ContainerFacts(**opened["facts"])
+                self.provenance = Provenance.from_message(opened["provenance"])
                 sandbox.report_confinement(dict(opened["confined"]))
             except (KeyError, TypeError, ValueError) as error:
                 raise self._crashed(f"sent a malformed header: {error}") from None
@@ -260,6 +277,12 @@ class SandboxedReader:
         """The error for a child that died or broke the protocol, from the zygote's report."""
         self._finished = False  # whatever it said before: it goes now
         report = self._end()
+        if report.get("exit_code") == OUT_OF_MEMORY_EXIT:
+            return VideoLimitError(
+                f"decoding this video needs more than the {self._sandbox.config.memory_mb} MB "
+                "allowed",
+                code="decode_memory_limit",
+            )
         if report.get("signal") == "SIGXCPU":
             return VideoLimitError(
                 f"decoding this video used more than the {self._sandbox.config.cpu_s} "

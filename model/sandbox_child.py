@@ -26,13 +26,16 @@ try:  # loaded once in the zygote, not in each child
 except (ImportError, OSError):  # the package, or libseccomp.so.2, is missing: no filter
     seccomp = None
 
+from model.credentials import CredentialsConfig
 from model.errors import UnsupportedFormatError, VideoInputError, VideoLimitError
+from model.provenance import ProvenanceReader
 from model.video import SamplingConfig, VideoLimits, VideoReader
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _CLONE_THREAD = 0x00010000
 _MESSAGE = struct.Struct("!I")  # each message: its length, then the bytes
+FAILED_EXIT, OUT_OF_MEMORY_EXIT = 70, 71  # a child's exit codes besides 0
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,15 @@ def send_json(channel: socket.socket, value: dict) -> None:
     send_message(channel, json.dumps(value).encode())
 
 
-def decode(channel: socket.socket, limits: SandboxConfig) -> None:
-    """The child's work: request, then video bytes in; info, frames, done (or error) out."""
+def decode(channel: socket.socket, limits: SandboxConfig, credentials: CredentialsConfig) -> None:
+    """The child's work: request, then video bytes in; info (with the provenance: container
+    facts and Content Credentials, read once the bytes proved to be a video), frames, done
+    (or error) out."""
     request = json.loads(receive_message(channel, 2**20))
     video = receive_message(channel, request["video_bytes"])
     confined = confine(limits)
+    # Built here: a c2pa context made before the fork is not valid after it (0.3 ms).
+    provenance = ProvenanceReader(credentials)
     try:
         with VideoReader(
             video,
@@ -146,6 +153,7 @@ def decode(channel: socket.socket, limits: SandboxConfig) -> None:
                     "kind": "info",
                     "info": asdict(reader.info),
                     "facts": asdict(reader.facts),
+                    "provenance": provenance.read(video, reader.facts).to_message(),
                     "confined": asdict(confined),
                 },
             )
@@ -170,7 +178,7 @@ def decode(channel: socket.socket, limits: SandboxConfig) -> None:
                             "code": "decode_memory_limit"})  # fmt: skip
 
 
-def serve(control: socket.socket, limits: SandboxConfig) -> None:
+def serve(control: socket.socket, limits: SandboxConfig, credentials: CredentialsConfig) -> None:
     """The zygote: for each socket the worker passes, fork a child to decode on it, wait for
     it and tell the worker how it ended ({"pid", "exit_code", "signal"})."""
     while True:
@@ -186,9 +194,11 @@ def serve(control: socket.socket, limits: SandboxConfig) -> None:
             control.close()
             code = 0
             try:
-                decode(channel, limits)
+                decode(channel, limits, credentials)
+            except MemoryError:  # outside the decoder: past RLIMIT_AS all the same
+                code = OUT_OF_MEMORY_EXIT
             except BaseException:  # the worker learns it from the exit code
-                code = 70
+                code = FAILED_EXIT
             finally:
                 os._exit(code)
         channel.close()
@@ -204,8 +214,11 @@ def serve(control: socket.socket, limits: SandboxConfig) -> None:
 
 def main() -> int:
     memory_mb, cpu_s, control_fd = (int(value) for value in sys.argv[1:4])
+    credentials = CredentialsConfig(**json.loads(sys.argv[4]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when the zygote ends
-    serve(socket.socket(fileno=control_fd), SandboxConfig(True, memory_mb, cpu_s))
+    if credentials.enabled:
+        import c2pa  # noqa: F401  (loaded once here, inherited by every child)
+    serve(socket.socket(fileno=control_fd), SandboxConfig(True, memory_mb, cpu_s), credentials)
     return 0
 
 

@@ -111,7 +111,9 @@ class DetectorService:
         self.provenance = ProvenanceReader(config.credentials)
         # Uploads are decoded in a confined child process (model/sandbox.py); its zygote
         # starts now, so the first request does not wait for it.
-        self.sandbox = DecoderSandbox(config.sandbox) if config.sandbox.enabled else None
+        self.sandbox = (
+            DecoderSandbox(config.sandbox, config.credentials) if config.sandbox.enabled else None
+        )
         self.open_video = self.sandbox.open if self.sandbox else VideoReader
         if self.sandbox:
             self.sandbox.start()
@@ -223,8 +225,8 @@ class DetectorService:
         scored = verdict(faces, rule, people, config.people)
         flags = quality_flags(scored, self.settings, config.quality)
         started = time.perf_counter()
-        # After decoding, so only a video gets here, with what its container said then.
-        provenance = self.provenance.read(video, faces.container)
+        # Read by the sandboxed decoder; else here, after decoding, so only a video gets here.
+        provenance = faces.provenance or self.provenance.read(video, faces.container)
         faces.timing_ms["provenance"] = (time.perf_counter() - started) * 1000.0
         body = verdict_report(
             scored, flags, config.sampling, self.model_info, provenance, request.include_crops

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import av
 import numpy as np
@@ -18,6 +18,9 @@ import numpy as np
 from model.container import ContainerFacts, facts_of
 from model.errors import VideoInputError, VideoLimitError
 from model.formats import HEAD_BYTES, ISO_MEDIA, container_format, open_container
+
+if TYPE_CHECKING:  # model.provenance imports this module
+    from model.provenance import Provenance
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
@@ -151,6 +154,7 @@ class VideoReader:
             self.info = self._read_info()
             self._check_info_limits()
             self.facts = facts_of(self._container)  # what the container says (provenance)
+            self.provenance: Provenance | None = None  # the caller reads it (see OpenedVideo)
         except BaseException:
             self._container.close()
             raise
@@ -324,6 +328,7 @@ class OpenedVideo(Protocol):
 
     info: VideoInfo
     facts: ContainerFacts
+    provenance: Provenance | None  # read by the sandbox's child; None: the caller reads it
 
     def sample(self, sampling: SamplingConfig) -> Iterator[SampledFrame]: ...
     def __enter__(self) -> OpenedVideo: ...

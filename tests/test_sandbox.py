@@ -92,9 +92,11 @@ def test_a_decoder_past_its_deadline_is_stopped(sandbox, one_face_video):
 
 
 def test_a_decoder_over_its_memory_limit_ends_cleanly():
-    small = DecoderSandbox(SandboxConfig(memory_mb=256))
+    small = DecoderSandbox(SandboxConfig(memory_mb=300))  # a small clip fits, 4K does not
     try:
         big = encode_video(blank_frames(3, 3840, 2160))
+        # FFmpeg reports a failed allocation in its own words (out of memory, invalid data),
+        # Python as MemoryError (decode_memory_limit): each is a 4xx, never a dead worker.
         with pytest.raises(VideoInputError):
             _frames(small.open(big))
         assert len(_frames(small.open(encode_video(blank_frames(3, 64, 48))))[2]) == 1
@@ -145,3 +147,17 @@ def test_a_confined_child_has_no_network_no_writes_and_no_new_processes(tmp_path
     for refused in ("socket", "write_file", "fork", "unlink", "exec"):
         assert outcome[refused] != "allowed", (refused, outcome)
     assert keep.read_text() == "still here" and not (tmp_path / "written").exists()
+
+
+def test_provenance_is_read_in_the_child_as_the_worker_would_read_it(sandbox):
+    from model.credentials import CredentialsConfig
+    from model.provenance import ProvenanceReader
+    from support.bad_inputs import signed_clip
+
+    video = signed_clip()
+    with sandbox.open(video) as reader:
+        from_child = reader.provenance
+    with VideoReader(video) as reader:
+        in_worker = ProvenanceReader(CredentialsConfig()).read(video, reader.facts)
+    assert from_child.credentials.status == "untrusted"
+    assert from_child == in_worker
