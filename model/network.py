@@ -42,6 +42,14 @@ DEFAULT_CHECKPOINT = Path("checkpoints") / "best.pt"  # what training writes, `m
 FEATURE_WIDTH = 2048  # Xception's pooled feature size
 
 
+# pretrainedmodels' Xception, input to output (its ReLUs hold no weights).
+XCEPTION_MODULES = (
+    *("conv1", "bn1", "conv2", "bn2"),
+    *(f"block{number}" for number in range(1, 13)),
+    *("conv3", "bn3", "conv4", "bn4", "last_linear"),
+)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """What a consumer must know to feed and read the network; saved beside the weights.

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from training.distributed import start_processes, stop_processes
-from training.train import config_from_args, get_args_parser, train
+from training.recipe import config_from_args, get_args_parser
+from training.train import train
 
 
 def main(argv: list[str]) -> int:

@@ -17,7 +17,8 @@ from support.samples import SAMPLE_DATA
 from training.data_dir import SplitError, build_split, load_split, write_split
 from training.dataset import FaceCrops, split_items
 from training.extract_faces import ExtractionConfig, extract_all, video_jobs
-from training.train import TrainConfig, train
+from training.recipe import TrainConfig
+from training.train import train
 
 pytestmark = pytest.mark.integration
 

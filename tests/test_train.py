@@ -10,6 +10,7 @@ from model.config import ServiceConfig
 from model.network import load_checkpoint
 from model.service import DetectorService
 from model.verdict import VerdictConfig
+from training.recipe import RecipeError
 from training.train import main
 
 pytestmark = pytest.mark.integration
@@ -98,7 +99,7 @@ def test_resume_continues_the_same_run(trained, tracking_uri):
 
 
 def test_yaml_config_is_read_and_checked(tmp_path):
-    from training.train import config_from_args, get_args_parser
+    from training.recipe import config_from_args, get_args_parser
 
     config_file = tmp_path / "train.yaml"
     config_file.write_text("epochs: 7\ninput_size: 224\nfake_source: sbi\n")
@@ -106,7 +107,7 @@ def test_yaml_config_is_read_and_checked(tmp_path):
     config = config_from_args(parsed)
     assert (config.epochs, config.input_size, config.fake_source) == (9, 224, "sbi")
     config_file.write_text("epochs: 7\nlearning_rate: 0.1\n")
-    with pytest.raises(SystemExit, match="learning_rate"):
+    with pytest.raises(RecipeError, match="learning_rate"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
 
 
@@ -153,7 +154,8 @@ def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tm
 
 def test_the_backbone_learns_at_its_own_rate():
     from model.network import ModelSettings, build_model
-    from training.train import TrainConfig, parameter_groups
+    from training.optim import parameter_groups
+    from training.recipe import TrainConfig
 
     network = build_model(ModelSettings())
     backbone, head = parameter_groups(network, TrainConfig(lr=1e-3, backbone_lr_scale=0.2))
@@ -203,7 +205,12 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
 
 
 def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):
-    from training.train import augment_config, config_from_args, get_args_parser, self_blend_config
+    from training.recipe import (
+        augment_config,
+        config_from_args,
+        get_args_parser,
+        self_blend_config,
+    )
 
     config_file = tmp_path / "train.yaml"
     config_file.write_text(
@@ -214,7 +221,7 @@ def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):
     assert augment_config(config).jpeg_quality == (20, 90)
     assert augment_config(config).downscale == 0.3
     config_file.write_text("augment:\n  jpeg_qualty: [20, 90]\n")
-    with pytest.raises(SystemExit, match="jpeg_qualty"):
+    with pytest.raises(RecipeError, match="jpeg_qualty"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
 
 

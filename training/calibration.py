@@ -4,11 +4,19 @@ calibration error (ECE) that says how far a probability can be read as a frequen
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from scipy.optimize import minimize_scalar
+
+from model.network import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from training.scoring import CropScores
 
 EPSILON = 1e-6
 
@@ -90,3 +98,50 @@ def reliability_figure(labels: np.ndarray, curves: dict[str, np.ndarray], bins: 
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def calibrate(
+    checkpoint: Path, scores: CropScores | None, recipe_temperature: float | None, run
+) -> None:
+    """Store a temperature in the checkpoint's settings: fitted on the kept checkpoint's
+    validation faces (logged with the ECE before and after and a reliability plot), or,
+    without validation faces, the recipe's from cross-validation."""
+    if scores is not None:
+        try:
+            fitted = fit_temperature(scores.probabilities, scores.labels)
+        except ValueError as error:
+            print(f"train: not calibrated: {error}")
+            return
+        temperature, described = fitted.temperature, fitted.describe("validation")
+        run.log_metrics(
+            {"val_face_ece": fitted.ece_before, "val_face_ece_calibrated": fitted.ece_after},
+            step=0,
+        )
+        curves = {
+            "as trained": scores.probabilities,
+            f"temperature {temperature:.2f}": with_temperature(scores.probabilities, temperature),
+        }
+        run.log_figure(reliability_figure(scores.labels, curves), "plots/reliability.png")
+    elif recipe_temperature is not None:
+        temperature = recipe_temperature
+        described = (
+            f"temperature {temperature:.3f} from cross-validating this recipe (make crossval: "
+            "fitted on out-of-fold faces of held-out people, not on this model's)"
+        )
+    else:
+        return
+    network, settings = load_checkpoint(checkpoint)
+    calibrated = dataclasses.replace(settings, temperature=temperature, calibration=described)
+    save_checkpoint(network, calibrated, checkpoint)
+    run.log_metrics({"calibration_temperature": temperature}, step=0)
+    print(f"train: calibrated, {calibrated.calibration}")
+
+
+def store_threshold(checkpoint: Path, threshold: float, run) -> None:
+    """The recipe's served threshold, from cross-validation, in the checkpoint's settings."""
+    network, settings = load_checkpoint(checkpoint)
+    save_checkpoint(
+        network, dataclasses.replace(settings, decision_threshold=threshold), checkpoint
+    )
+    run.log_metrics({"decision_threshold": threshold}, step=0)
+    print(f"train: decision threshold {threshold} (the recipe's, from make crossval)")

@@ -42,6 +42,7 @@ from training.dataset import FaceCrops, split_items
 from training.experiments import start_tracked_run
 from training.heldout import ServedVideo, format_metrics, served_metrics, served_video
 from training.metrics import bootstrap_interval, equal_error_rate
+from training.recipe import TrainConfig, config_from_args, get_args_parser
 from training.scoring import (
     CropScores,
     analyze_files,
@@ -50,7 +51,7 @@ from training.scoring import (
     video_probabilities,
     video_scores,
 )
-from training.train import BEST_WEIGHTS, TrainConfig, config_from_args, get_args_parser, train
+from training.train import BEST_WEIGHTS, train
 
 # Groups cut from one photo with overlapping edges: one unit, held out together.
 SHARED_PHOTO_PREFIXES = ("solvay_1927_",)
@@ -295,8 +296,7 @@ def log_summary(config: TrainConfig, run: ProtocolRun, report: dict, output: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = get_args_parser()
-    parser.description = __doc__.splitlines()[0]
+    parser = get_args_parser(__doc__.splitlines()[0])
     parser.add_argument("--folds", help='groups held out per fold: "a;b;c,d"')
     parser.add_argument(
         "--fold-count", type=int, default=PROTOCOL_FOLDS, help="folds when --folds is not given"
@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("crossval.json"))
     parser.add_argument("--work-dir", type=Path, help="fold splits and checkpoints (default: temp)")
     args = parser.parse_args(argv)
-    config = config_from_args(args)
-    split = load_split(Path(config.split))
     try:
+        config = config_from_args(args)
+        split = load_split(Path(config.split))
         folds = parse_folds(args.folds) if args.folds else protocol_folds(split, args.fold_count)
         for held_out in folds:
             fold_split(split, held_out)  # an unknown group fails before any training

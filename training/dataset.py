@@ -68,6 +68,20 @@ def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) 
     return items
 
 
+def validation_items(split: dict, image_dir: str):
+    """Validation crops: the split's real fakes, or self-blended ones where it has none."""
+    has_fakes = any(v["split"] == "val" and v["label"] == "fake" for v in split["videos"])
+    return split_items(split, "val", image_dir, "videos" if has_fakes else "sbi")
+
+
+def no_face_videos(split: dict, split_name: str) -> dict[str, int]:
+    return {
+        v["video_id"]: int(v["label"] == "fake")
+        for v in split["videos"]
+        if v["split"] == split_name and not v["crops"]
+    }
+
+
 def read_rgb(path: str) -> np.ndarray:
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:

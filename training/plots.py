@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,8 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from training.scoring import CropScores, video_scores
 
 
 def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
@@ -37,3 +40,25 @@ def confusion_figure(labels: np.ndarray, predicted: np.ndarray, path: Path, titl
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def figures(scores: CropScores, aggregation: str, folder: Path) -> list[Path]:
+    video_labels, video_probs = video_scores(scores, aggregation)
+    return [
+        roc_figure(
+            {
+                "frames": (scores.labels, scores.probabilities),
+                "videos": (video_labels, video_probs),
+            },
+            folder / "roc.png",
+        ),
+        confusion_figure(
+            video_labels, (video_probs >= 0.5).astype(int), folder / "confusion.png", "videos"
+        ),
+    ]
+
+
+def log_figures(run, scores: CropScores, aggregation: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for path in figures(scores, aggregation, Path(folder)):
+            run.log_artifact(path, "plots")
