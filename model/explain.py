@@ -1,7 +1,7 @@
 """Grad-CAM for the fake class: which parts of a face crop pushed the network towards "fake".
 
-Captum's LayerGradCam on Xception's last convolutional block (`bn4`, 2048 channels at 1/32 of
-the input size), upsampled to the crop; the same network and batch code as classification.
+Captum's LayerGradCam on Xception's last convolutional block (`GRAD_CAM_LAYER` in
+model/network.py), upsampled to the crop; the same network and batch code as classification.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from model.network import ModelSettings
+from model.network import GRAD_CAM_LAYER, ModelSettings
 from model.tensors import crops_to_batch
 
 OVERLAY_WEIGHT = 0.45  # share of the colour map in the overlay; the rest is the crop
@@ -28,7 +28,7 @@ def grad_cam(
     if len(face_crops) == 0:
         return np.zeros((0, settings.input_size, settings.input_size), dtype=np.float32)
     batch = crops_to_batch(face_crops, settings).requires_grad_(True)
-    explainer = LayerGradCam(network, network.bn4)
+    explainer = LayerGradCam(network, getattr(network, GRAD_CAM_LAYER))
     with torch.enable_grad():
         attributions = explainer.attribute(
             batch, target=settings.fake_index, relu_attributions=True

@@ -48,6 +48,9 @@ XCEPTION_MODULES = (
     *(f"block{number}" for number in range(1, 13)),
     *("conv3", "bn3", "conv4", "bn4", "last_linear"),
 )
+# The last convolutional block's output (2048 channels at 1/32 of the input): what Grad-CAM
+# explains (model/explain.py).
+GRAD_CAM_LAYER = "bn4"
 
 
 @dataclass(frozen=True)
