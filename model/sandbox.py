@@ -88,10 +88,20 @@ class DecoderSandbox:
         control = self._running_zygote()
         ours, theirs = socket.socketpair()
         try:
+            control.settimeout(_REPORT_TIMEOUT_S)  # a zygote that hangs must not hang us
             socket.send_fds(control, [b"v"], [theirs.fileno()])
+            started = json.loads(receive_message(control, _HEADER_BYTES))
+            control.settimeout(None)
+        except (OSError, ValueError) as error:  # the zygote is gone or stuck: a server fault
+            ours.close()
+            code = self._zygote.poll() if self._zygote else None
+            self.close()  # the next video starts a fresh one
+            raise RuntimeError(
+                f"the decoding sandbox's zygote is gone or stuck (exit code {code}; {error!r}); "
+                "its stderr in the worker log says why"
+            ) from error
         finally:
             theirs.close()
-        started = json.loads(receive_message(control, _HEADER_BYTES))
         return SandboxedReader(self, ours, started["pid"], video, threads, limits, skip_unsampled)
 
     def report_confinement(self, confined: dict[str, bool]) -> None:

@@ -161,3 +161,24 @@ def test_provenance_is_read_in_the_child_as_the_worker_would_read_it(sandbox):
         in_worker = ProvenanceReader(CredentialsConfig()).read(video, reader.facts)
     assert from_child.credentials.status == "untrusted"
     assert from_child == in_worker
+
+
+def test_a_dead_zygote_is_replaced_and_a_stuck_one_is_a_server_error(one_face_video, monkeypatch):
+    import model.sandbox
+
+    decoder = DecoderSandbox()
+    try:
+        decoder.start()
+        first = decoder.zygote_pid
+        os.kill(first, signal.SIGKILL)
+        os.waitpid(first, 0)  # dead before the next video: it starts a fresh zygote
+        assert len(_frames(decoder.open(one_face_video.path))[2]) > 0
+        assert decoder.zygote_pid != first
+        monkeypatch.setattr(model.sandbox, "_REPORT_TIMEOUT_S", 1.0)
+        stuck = decoder.zygote_pid
+        os.kill(stuck, signal.SIGSTOP)  # alive but answering nothing
+        with pytest.raises(RuntimeError, match="zygote is gone or stuck"):
+            decoder.open(one_face_video.path)
+        assert len(_frames(decoder.open(one_face_video.path))[2]) > 0  # a fresh one again
+    finally:
+        decoder.close()
