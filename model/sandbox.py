@@ -70,7 +70,7 @@ class DecoderSandbox:
         self, config: SandboxConfig | None = None, credentials: CredentialsConfig | None = None
     ) -> None:
         self.config = config or SandboxConfig()
-        # How the children read Content Credentials (the trust anchors, read by the zygote).
+        # How the children read Content Credentials (each reads the trust anchors' file).
         self.credentials = credentials or CredentialsConfig()
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None
@@ -125,7 +125,8 @@ class DecoderSandbox:
 
     def ended(self, pid: int) -> dict:
         """The zygote's report on how child `pid` ended ({"exit_code"} or {"signal"})."""
-        assert self._control is not None
+        if self._control is None:  # the zygote was already stopped: nothing will report
+            return {"signal": "unknown"}
         self._control.settimeout(_REPORT_TIMEOUT_S)
         try:
             report = json.loads(receive_message(self._control, _HEADER_BYTES))
