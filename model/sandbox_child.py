@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import sys
+import traceback
 from dataclasses import asdict, dataclass
 
 try:  # loaded once in the zygote, not in each child
@@ -36,6 +37,7 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_THREAD = 0x00010000
 _MESSAGE = struct.Struct("!I")  # each message: its length, then the bytes
 FAILED_EXIT, OUT_OF_MEMORY_EXIT = 70, 71  # a child's exit codes besides 0
+_SIGNALS = {int(number) for number in signal.Signals}
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,8 @@ def serve(control: socket.socket, limits: SandboxConfig, credentials: Credential
                 decode(channel, limits, credentials)
             except MemoryError:  # outside the decoder: past RLIMIT_AS all the same
                 code = OUT_OF_MEMORY_EXIT
-            except BaseException:  # the worker learns it from the exit code
+            except BaseException:  # the worker learns it from the exit code, its log why
+                traceback.print_exc()
                 code = FAILED_EXIT
             finally:
                 os._exit(code)
@@ -206,7 +209,8 @@ def serve(control: socket.socket, limits: SandboxConfig, credentials: Credential
         _, status = os.waitpid(pid, 0)
         ended = {"kind": "ended", "pid": pid}
         if os.WIFSIGNALED(status):
-            ended["signal"] = signal.Signals(os.WTERMSIG(status)).name
+            number = os.WTERMSIG(status)
+            ended["signal"] = signal.Signals(number).name if number in _SIGNALS else str(number)
         else:
             ended["exit_code"] = os.WEXITSTATUS(status)
         send_json(control, ended)
