@@ -158,6 +158,7 @@ class DecoderSandbox:
             # One thread in numpy's BLAS: the zygote forks, and threads do not survive a fork.
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",  # nothing written into the model folder
         }
         command = [sys.executable, "-m", "model.sandbox_child"]
         credentials = asdict(self.credentials)
