@@ -78,23 +78,48 @@ _NAMED_SIGNATURES = (
 )
 
 
-def open_container(source: bytes | bytearray | memoryview | Path) -> av.container.InputContainer:
-    """`source` opened by the one demuxer its first bytes name, with DEMUXER_OPTIONS: an
-    UnsupportedFormatError before FFmpeg reads it when it is no accepted container; FFmpeg's
-    own errors (truncated, corrupt) pass through. A file is mapped into memory and read as
-    bytes, never through FFmpeg's file protocol (which the empty whitelist leaves closed)."""
+def mapped(
+    source: bytes | bytearray | memoryview | Path,
+) -> bytes | bytearray | memoryview | mmap.mmap:
+    """The upload's bytes: a file is mapped into memory (read as bytes, never through FFmpeg's
+    file protocol, which the empty whitelist leaves closed)."""
     if isinstance(source, Path):
         with source.open("rb") as file:
-            source = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    accepted = container_format(source[:HEAD_BYTES])
-    readable = source if isinstance(source, mmap.mmap) else io.BytesIO(source)
-    return av.open(
-        readable,
-        mode="r",
-        format=accepted.demuxer,
-        container_options=DEMUXER_OPTIONS,
-        metadata_errors="ignore",
-    )
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    return source
+
+
+def open_container(source: bytes | bytearray | memoryview | Path) -> av.container.InputContainer:
+    """`source` opened by the one demuxer its first bytes name, with DEMUXER_OPTIONS: an
+    UnsupportedFormatError before FFmpeg reads it when it is no accepted container, a
+    VideoInputError when FFmpeg cannot open what starts like one (truncated, damaged)."""
+    data = mapped(source)
+    accepted = container_format(data[:HEAD_BYTES])
+    readable = data if isinstance(data, mmap.mmap) else io.BytesIO(data)
+    try:
+        return av.open(
+            readable,
+            mode="r",
+            format=accepted.demuxer,
+            container_options=DEMUXER_OPTIONS,
+            metadata_errors="ignore",
+        )
+    except av.FFmpegError as error:
+        described = describe(error)
+        if accepted is ISO_MEDIA:
+            raise VideoInputError(
+                "MP4/MOV file is truncated or damaged: it starts like one, but FFmpeg cannot "
+                f"read its index (the moov box) ({described}); upload the whole file again"
+            ) from error
+        raise VideoInputError(
+            f"{accepted.name} file is truncated or damaged: it starts like one, but FFmpeg "
+            f"cannot open it ({described})"
+        ) from error
+
+
+def describe(error: av.FFmpegError) -> str:
+    """FFmpeg's words for an error, for a message a user reads."""
+    return error.strerror or type(error).__name__
 
 
 def container_format(head: bytes | bytearray | memoryview) -> ContainerFormat:

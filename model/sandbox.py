@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import mmap
 import os
 import signal
 import socket
@@ -37,6 +36,7 @@ from model.errors import (
     VideoInputError,
     VideoLimitError,
 )
+from model.formats import mapped
 from model.provenance import Provenance
 from model.sandbox_child import (
     OUT_OF_MEMORY_EXIT,
@@ -84,7 +84,7 @@ class DecoderSandbox:
         limits: VideoLimits = DEFAULT_LIMITS,
         skip_unsampled: bool = True,
     ) -> SandboxedReader:
-        video = _video_bytes(validated_source(source))
+        video = memoryview(mapped(validated_source(source)))
         control = self._running_zygote()
         ours, theirs = socket.socketpair()
         try:
@@ -315,13 +315,6 @@ def _error_from(message: dict) -> VideoInputError:
     if message.get("error") == "limit":
         return VideoLimitError(text, code=str(message.get("code", "video_too_large")))
     return VideoInputError(text)
-
-
-def _video_bytes(source: bytes | bytearray | memoryview | Path) -> bytes | memoryview:
-    if isinstance(source, Path):
-        with source.open("rb") as file:
-            return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
-    return source if isinstance(source, memoryview) else memoryview(source)
 
 
 def _stop_zygote(zygote: subprocess.Popen, control: socket.socket) -> None:

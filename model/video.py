@@ -17,7 +17,7 @@ import numpy as np
 
 from model.container import ContainerFacts, facts_of
 from model.errors import VideoInputError, VideoLimitError
-from model.formats import HEAD_BYTES, ISO_MEDIA, container_format, open_container
+from model.formats import describe, open_container
 
 if TYPE_CHECKING:  # model.provenance imports this module
     from model.provenance import Provenance
@@ -140,7 +140,7 @@ class VideoReader:
         self._skip_unsampled = skip_unsampled
         self._decode_s = 0.0
         self.frames_decoded = 0  # frames the decoder put out, sampled or not
-        self._container = _open_container(self._source)
+        self._container = open_container(self._source)
         try:
             self._stream = _video_stream(self._container)
             self._check_header_limits()
@@ -229,7 +229,7 @@ class VideoReader:
         except av.FFmpegError as error:
             raise VideoInputError(
                 f"video data is corrupt or truncated: reading frame {index} failed "
-                f"({_describe(error)})"
+                f"({describe(error)})"
             ) from error
         self._decode_s += time.perf_counter() - started
         limit = self._limits.max_decode_s
@@ -368,30 +368,6 @@ def validated_source(source: VideoSource) -> bytes | bytearray | memoryview | Pa
     return path
 
 
-def _open_container(source: bytes | bytearray | memoryview | Path) -> av.container.InputContainer:
-    try:
-        return open_container(source)
-    except av.FFmpegError as error:
-        # open_container refuses any other format before FFmpeg reads it: this one is accepted.
-        accepted = container_format(_head(source))
-        if accepted is ISO_MEDIA:
-            raise VideoInputError(
-                "MP4/MOV file is truncated or damaged: it starts like one, but FFmpeg cannot "
-                f"read its index (the moov box) ({_describe(error)}); upload the whole file again"
-            ) from error
-        raise VideoInputError(
-            f"{accepted.name} file is truncated or damaged: it starts like one, but FFmpeg "
-            f"cannot open it ({_describe(error)})"
-        ) from error
-
-
-def _head(source: bytes | bytearray | memoryview | Path) -> bytes:
-    if isinstance(source, Path):
-        with source.open("rb") as file:
-            return file.read(HEAD_BYTES)
-    return bytes(source[:HEAD_BYTES])
-
-
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     if container.streams.video:
         stream = container.streams.video[0]
@@ -417,7 +393,7 @@ def _presentation_times(stamps: list[int | None]) -> list[int] | None:
 def _video_packet_pts(source: bytes | bytearray | memoryview | Path) -> list[int | None]:
     """Demux without decoding: the presentation timestamp of each video packet that holds a
     frame the decoder will output (not empty, not marked to discard)."""
-    with _open_container(source) as container:
+    with open_container(source) as container:
         return [
             packet.pts
             for packet in container.demux(video=0)
@@ -427,7 +403,3 @@ def _video_packet_pts(source: bytes | bytearray | memoryview | Path) -> list[int
 
 def _quarter_turns(rotation_degrees: float | None) -> int:
     return math.floor((rotation_degrees or 0) / 90 + 0.5) % 4
-
-
-def _describe(error: av.FFmpegError) -> str:
-    return error.strerror or type(error).__name__
