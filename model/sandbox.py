@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from model.errors import (
     VideoLimitError,
 )
 from model.formats import mapped
+from model.frame_slots import FrameSlots
 from model.provenance import Provenance
 from model.sandbox_child import (
     OUT_OF_MEMORY_EXIT,
@@ -60,6 +61,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding model/
 _HEADER_BYTES = 2**20  # a JSON header from the child is never larger
 _NO_DEADLINE_S = 3600.0  # limits.max_decode_s: null still ends a child that never answers
 _REPORT_TIMEOUT_S = 10.0  # the zygote's word on how a child ended
+_FRAME_SLOTS = 2  # frames the child may decode ahead of the worker (a 4K frame is 25 MB)
 
 
 class DecoderSandbox:
@@ -228,26 +230,24 @@ class SandboxedReader:
         self.close()
 
     def sample(self, sampling: SamplingConfig) -> Iterator[SampledFrame]:
-        send_json(self._channel, asdict(sampling))
-        while True:
-            message = self._receive_json()
-            try:
-                if message["kind"] == "done":
-                    self.frames_decoded = int(message["frames_decoded"])
-                    self._finished = True
-                    return
-                height, width = int(message["height"]), int(message["width"])
-                index, timestamp_s = int(message["index"]), float(message["timestamp_s"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise self._crashed(f"sent a malformed header: {error}") from None
-            if (height, width) != (self.info.height, self.info.width):
-                raise self._crashed(f"sent a {width}x{height} frame for a {self.info.width}x"
-                                    f"{self.info.height} video")  # fmt: skip
-            pixels = self._receive(height * width * 3)
-            if len(pixels) != height * width * 3:
-                raise self._crashed("sent a frame of the wrong size")
-            rgb = np.frombuffer(pixels, np.uint8).reshape(height, width, 3)
-            yield SampledFrame(index, timestamp_s, rgb)
+        height, width = self.info.height, self.info.width
+        with FrameSlots.create(height * width * 3, _FRAME_SLOTS) as slots:
+            self._send(lambda: socket.send_fds(self._channel, [b"m"], [slots.fd]))
+            order = {"sampling": asdict(sampling), "slots": slots.count}
+            self._send(lambda: send_json(self._channel, order))
+            while True:
+                message = self._receive_json()
+                try:
+                    if message["kind"] == "done":
+                        self.frames_decoded = int(message["frames_decoded"])
+                        self._finished = True
+                        return
+                    index, timestamp_s = int(message["index"]), float(message["timestamp_s"])
+                    rgb = slots.read(int(message["slot"]), height, width)
+                except (KeyError, TypeError, ValueError) as error:
+                    raise self._crashed(f"sent a malformed header: {error}") from None
+                self._send(lambda: self._channel.sendall(b"\x01"))  # its slot is free again
+                yield SampledFrame(index, timestamp_s, rgb)
 
     def close(self) -> None:
         self._end()
@@ -261,6 +261,12 @@ class SandboxedReader:
                 _kill(self.pid)  # a request that failed or stopped early: the child goes too
             self._report = self._sandbox.ended(self.pid)
         return self._report
+
+    def _send(self, send: Callable[[], object]) -> None:
+        try:
+            send()
+        except OSError as error:  # the child is gone
+            raise self._crashed(str(error)) from None
 
     def _receive_json(self) -> dict:
         message = json.loads(self._receive(_HEADER_BYTES))

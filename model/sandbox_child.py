@@ -28,6 +28,7 @@ except (ImportError, OSError):  # the package, or libseccomp.so.2, is missing: n
     seccomp = None
 
 from model.credentials import CredentialsConfig
+from model.frame_slots import FrameSlots
 from model.errors import UnsupportedFormatError, VideoInputError, VideoLimitError
 from model.provenance import ProvenanceReader
 from model.video import SamplingConfig, VideoLimits, VideoReader
@@ -112,13 +113,13 @@ def send_message(channel: socket.socket, payload: bytes | memoryview) -> None:
 
 def receive_message(channel: socket.socket, max_bytes: int) -> bytes:
     """One message; ConnectionError on a closed socket, ValueError past `max_bytes`."""
-    (length,) = _MESSAGE.unpack(_receive_exactly(channel, _MESSAGE.size))
+    (length,) = _MESSAGE.unpack(receive_exactly(channel, _MESSAGE.size))
     if length > max_bytes:
         raise ValueError(f"message of {length} bytes, more than the {max_bytes} allowed")
-    return _receive_exactly(channel, length)
+    return receive_exactly(channel, length)
 
 
-def _receive_exactly(channel: socket.socket, size: int) -> bytes:
+def receive_exactly(channel: socket.socket, size: int) -> bytes:
     buffer = bytearray(size)
     view, received = memoryview(buffer), 0
     while received < size:
@@ -159,12 +160,22 @@ def decode(channel: socket.socket, limits: SandboxConfig, credentials: Credentia
                     "confined": asdict(confined),
                 },
             )
-            sampling = SamplingConfig(**json.loads(receive_message(channel, 2**20)))
-            for frame in reader.sample(sampling):
-                height, width = frame.rgb.shape[:2]
-                header = {"kind": "frame", "index": frame.index, "timestamp_s": frame.timestamp_s}
-                send_json(channel, {**header, "height": height, "width": width})
-                send_message(channel, memoryview(frame.rgb.reshape(-1)))
+            _, memory, _, _ = socket.recv_fds(channel, 1, 1)  # the frame slots (model/frame_slots.py)
+            order = json.loads(receive_message(channel, 2**20))
+            height, width = reader.info.height, reader.info.width
+            with FrameSlots(memory[0], height * width * 3, int(order["slots"])) as slots:
+                for sent, frame in enumerate(reader.sample(SamplingConfig(**order["sampling"]))):
+                    if frame.rgb.shape != (height, width, 3):
+                        raise VideoInputError(
+                            f"the video changes its picture size mid-stream ({width}x{height} to "
+                            f"{frame.rgb.shape[1]}x{frame.rgb.shape[0]}), which is not supported"
+                        )
+                    if sent >= slots.count:  # wait until the worker copied the oldest frame out
+                        receive_exactly(channel, 1)
+                    slot = sent % slots.count
+                    slots.write(slot, frame.rgb)
+                    header = {"kind": "frame", "index": frame.index, "slot": slot}
+                    send_json(channel, {**header, "timestamp_s": frame.timestamp_s})
             send_json(channel, {"kind": "done", "frames_decoded": reader.frames_decoded})
     except UnsupportedFormatError as error:
         send_json(channel, {"kind": "error", "error": "format", "message": str(error),
