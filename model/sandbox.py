@@ -246,7 +246,10 @@ class SandboxedReader:
                     rgb = slots.read(int(message["slot"]), height, width)
                 except (KeyError, TypeError, ValueError) as error:
                     raise self._crashed(f"sent a malformed header: {error}") from None
-                self._send(lambda: self._channel.sendall(b"\x01"))  # its slot is free again
+                # Its slot is free again. A child that sent its last frame may be gone already:
+                # then nothing waits for this, and whatever it sent after is still read.
+                with contextlib.suppress(OSError):
+                    self._channel.sendall(b"\x01")
                 yield SampledFrame(index, timestamp_s, rgb)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -68,6 +69,21 @@ def test_errors_cross_as_the_worker_would_raise_them(sandbox, make, error, messa
     assert type(raised.value) is error
     if error is UnsupportedFormatError:
         assert raised.value.detected in message or message in raised.value.detected
+
+
+def test_a_worker_slower_than_the_child_still_gets_every_frame(sandbox, one_face_video):
+    # Two frames fit the two shared slots: the child sends both and "done" and exits before
+    # the worker has copied the first one out and handed its slot back.
+    sampling = SamplingConfig(interval=5, max_frames=2)
+    expected = _frames(VideoReader(one_face_video.path, 1), sampling)[2]
+    with sandbox.open(one_face_video.path, 1) as reader:
+        got = []
+        for frame in reader.sample(sampling):
+            time.sleep(0.5)
+            got.append(frame)
+    assert [f.index for f in got] == [f.index for f in expected]
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(ours.rgb, theirs.rgb)
 
 
 def test_a_crashed_decoder_ends_its_video_only(sandbox, one_face_video):
