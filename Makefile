@@ -123,7 +123,7 @@ $(IMAGE_ROOT)/%/all.json:
 		if [ ! -d "$$folder/videos" ] || [ ! -f "$$folder/labels.csv" ]; then \
 			echo "make: TRAIN_DATA folder $$folder has no videos/ and labels.csv" >&2; exit 1; \
 		fi; done
-	$(PY) -m training.extract_faces $(foreach folder,$(TRAIN_DATA),--video-dir $(folder)/videos) \
+	$(PY) -m training.extract_faces --video-dirs $(foreach folder,$(TRAIN_DATA),$(folder)/videos) \
 		--image-dir $(@D) --crop-size $* $(EXTRACT_SAMPLING) --workers 2
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA) --val 0 --test 0 --output $@

@@ -9,11 +9,7 @@ with the weights (input size, normalization, crop scale) is not here: it is the 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +19,9 @@ from model.people import TrackingConfig
 from model.quality import QualityConfig
 from model.runtime import candidate_paths
 from model.sandbox_child import SandboxConfig
+from model.schema import ConfigError, from_mapping
 from model.verdict import VerdictConfig
 from model.video import SamplingConfig, VideoLimits
-
-
-class ConfigError(ValueError):
-    """A configuration value or key the schema does not accept; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -95,81 +88,3 @@ def load_config(model_yaml: Mapping[str, Any] | None) -> ServiceConfig:
     """The `deepfake:` block of a model config (already parsed YAML); missing keys keep their
     defaults, unknown keys and wrong types are a ConfigError naming them."""
     return from_mapping(ServiceConfig, (model_yaml or {}).get("deepfake") or {}, "deepfake")
-
-
-def from_mapping(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """A `cls` dataclass from `values`, recursively and strictly."""
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where} must be a mapping of settings, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where}: {unknown}; known: {sorted(known)}")
-    kwargs = {name: _value(hints[name], value, f"{where}.{name}") for name, value in values.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"{where}: {error}") from error
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, where)
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for kind in allowed:
-        if kind is type(None) and value is None:
-            return None
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind in (str, bool) and isinstance(value, kind):
-            return value
-    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
-    raise ConfigError(f"{where} must be {names}, got {value!r}")
-
-
-# The command-line tools take these sections' fields as flags (`--num-frames`, `--threshold`).
-CLI_SECTIONS = ("sampling", "verdict")
-
-
-def add_arguments(parser: argparse.ArgumentParser, sections: Sequence[str] = CLI_SECTIONS) -> None:
-    """A flag per field of each section, its type and default taken from the dataclass."""
-    hints = typing.get_type_hints(ServiceConfig)
-    for section in sections:
-        defaults = hints[section]()
-        for spec in dataclasses.fields(defaults):
-            kind = typing.get_type_hints(type(defaults))[spec.name]
-            allowed = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-            parser.add_argument(
-                f"--{spec.name.replace('_', '-')}",
-                dest=f"{section}.{spec.name}",
-                type=next(k for k in allowed if k is not type(None)),
-                default=None,
-                help=f"{section}.{spec.name} (default {getattr(defaults, spec.name)})",
-            )
-
-
-def from_arguments(
-    args: argparse.Namespace,
-    base: ServiceConfig | None = None,
-    sections: Sequence[str] = CLI_SECTIONS,
-) -> ServiceConfig:
-    """`base` (default: the schema's defaults) with the `add_arguments` flags that were given."""
-    config = base or ServiceConfig()
-    for section in sections:
-        given = {
-            name.split(".", 1)[1]: value
-            for name, value in vars(args).items()
-            if name.startswith(f"{section}.") and value is not None
-        }
-        if given:
-            try:
-                replaced = dataclasses.replace(getattr(config, section), **given)
-            except ValueError as error:
-                raise ConfigError(str(error)) from error
-            config = dataclasses.replace(config, **{section: replaced})
-    return config

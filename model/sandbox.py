@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from model.container import ContainerFacts
 from model.credentials import CredentialsConfig
 from model.errors import (
@@ -77,6 +75,7 @@ class DecoderSandbox:
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None
         self._stop: weakref.finalize | None = None  # stops the zygote, at close or collection
+        self._unreported: int | None = None  # a finished child whose report is not read yet
         self.confined: dict[str, bool] | None = None  # what the last child reported
 
     def open(
@@ -92,6 +91,7 @@ class DecoderSandbox:
         try:
             control.settimeout(_REPORT_TIMEOUT_S)  # a zygote that hangs must not hang us
             socket.send_fds(control, [b"v"], [theirs.fileno()])
+            self._take_unreported()  # the zygote answers for the last child first
             started = json.loads(receive_message(control, _HEADER_BYTES))
             control.settimeout(None)
         except (OSError, ValueError) as error:  # the zygote is gone or stuck: a server fault
@@ -125,8 +125,25 @@ class DecoderSandbox:
         """Start the zygote now (else the first video does)."""
         self._running_zygote()
 
+    def finished(self, pid: int) -> None:
+        """Child `pid` said it was done: its report is read later (by the next `open`), so the
+        request it served does not wait for the child to exit."""
+        self._unreported = pid
+
     def ended(self, pid: int) -> dict:
         """The zygote's report on how child `pid` ended ({"exit_code"} or {"signal"})."""
+        self._take_unreported()
+        return self._report_on(pid)
+
+    def _take_unreported(self) -> None:
+        if self._unreported is not None:
+            pid, self._unreported = self._unreported, None
+            report = self._report_on(pid)
+            if report.get("exit_code") != 0:  # it had sent all it had: only the log hears of it
+                logger.warning("deepfake: decoding child %d ended with %s after its video", pid,
+                               report)  # fmt: skip
+
+    def _report_on(self, pid: int) -> dict:
         if self._control is None:  # the zygote was already stopped: nothing will report
             return {"signal": "unknown"}
         self._control.settimeout(_REPORT_TIMEOUT_S)
@@ -148,6 +165,7 @@ class DecoderSandbox:
         if self._stop is not None:
             self._stop()
         self._zygote, self._control, self._stop = None, None, None
+        self._unreported = None
 
     def _running_zygote(self) -> socket.socket:
         if self._zygote is not None and self._zygote.poll() is None and self._control:
@@ -200,6 +218,7 @@ class SandboxedReader:
         # Counts only the time the worker waits for the child, as VideoReader's decode time.
         self._wait_left_s = limits.max_decode_s or _NO_DEADLINE_S
         self._finished = False  # the child said done, or an error: it exits by itself
+        self._done = False  # it said done: it sent every frame
         self._report: dict | None = None  # the zygote's word on how the child ended
         self.frames_decoded = 0
         try:
@@ -240,7 +259,7 @@ class SandboxedReader:
                 try:
                     if message["kind"] == "done":
                         self.frames_decoded = int(message["frames_decoded"])
-                        self._finished = True
+                        self._finished = self._done = True
                         return
                     index, timestamp_s = int(message["index"]), float(message["timestamp_s"])
                     rgb = slots.read(int(message["slot"]), height, width)
@@ -260,6 +279,10 @@ class SandboxedReader:
         (once)."""
         if self._report is None:
             self._channel.close()
+            if self._finished and self._done:
+                self._sandbox.finished(self.pid)
+                self._report = {"exit_code": 0}
+                return self._report
             if not self._finished:
                 _kill(self.pid)  # a request that failed or stopped early: the child goes too
             self._report = self._sandbox.ended(self.pid)

@@ -28,8 +28,8 @@ except (ImportError, OSError):  # the package, or libseccomp.so.2, is missing: n
     seccomp = None
 
 from model.credentials import CredentialsConfig
-from model.frame_slots import FrameSlots
 from model.errors import UnsupportedFormatError, VideoInputError, VideoLimitError
+from model.frame_slots import FrameSlots
 from model.provenance import ProvenanceReader
 from model.video import SamplingConfig, VideoLimits, VideoReader
 
@@ -160,7 +160,9 @@ def decode(channel: socket.socket, limits: SandboxConfig, credentials: Credentia
                     "confined": asdict(confined),
                 },
             )
-            _, memory, _, _ = socket.recv_fds(channel, 1, 1)  # the frame slots (model/frame_slots.py)
+            _, memory, _, _ = socket.recv_fds(
+                channel, 1, 1
+            )  # the frame slots (model/frame_slots.py)
             order = json.loads(receive_message(channel, 2**20))
             height, width = reader.info.height, reader.info.width
             with FrameSlots(memory[0], height * width * 3, int(order["slots"])) as slots:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 import yaml
 
-from model.config import ConfigError, ServiceConfig, add_arguments, from_arguments, load_config
+from model.config import ConfigError, ServiceConfig, load_config
 
 MODEL_CONFIG = Path(__file__).resolve().parents[1] / "handler" / "model-config.yaml"
 
@@ -53,17 +52,6 @@ def test_a_nested_block_sets_each_section():
 def test_a_wrong_key_or_value_is_an_error_naming_it(block, message):
     with pytest.raises(ConfigError, match=message):
         load_config({"deepfake": block})
-
-
-def test_command_line_flags_come_from_the_same_fields():
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    config = from_arguments(parser.parse_args(["--num-frames", "8", "--threshold", "0.7"]))
-    assert config.sampling.num_frames == 8 and config.verdict.threshold == 0.7
-    assert config.sampling.interval == ServiceConfig().sampling.interval
-    assert from_arguments(parser.parse_args([])) == ServiceConfig()
-    with pytest.raises(ConfigError, match="unknown aggregation 'vote'"):
-        from_arguments(parser.parse_args(["--aggregation", "vote"]))
 
 
 def test_the_documented_tree_is_the_schemas_defaults():

@@ -77,7 +77,7 @@ def test_command_line_accepts_the_seeds_spellings_and_several_folders(
     real_only = _video_folder(
         tmp_path / "more", "real", "other.mp4", small_video_dir / "real" / "a_still_astronaut.mp4"
     )
-    arguments = ["--video-dir", str(fake_only), "--video-dir", str(real_only)]
+    arguments = ["--video-dirs", str(fake_only), "--video-dirs", str(real_only)]
     arguments += ["--image-dir", str(tmp_path / "images"), "--crop-size", "80"]
     assert main([*arguments, "--interval", "50", "--workers", "1", "--no-landmarks"]) == 0
     assert "2 videos (2 extracted" in capsys.readouterr().out
@@ -101,7 +101,7 @@ def test_a_video_id_in_two_folders_or_a_missing_folder_is_an_error(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty has no real/ or fake/"):
         video_jobs([tmp_path / "empty"], tmp_path / "images")
-    arguments = ["--video-dir", str(first), "--video-dir", str(second)]
+    arguments = ["--video-dirs", str(first), str(second)]
     assert main([*arguments, "--image-dir", str(tmp_path / "images")]) == 1
     assert "second/real/clip.mkv: video ids must be unique" in capsys.readouterr().err
     assert not (tmp_path / "images").exists()

@@ -8,9 +8,9 @@ import torch
 
 from model.config import ServiceConfig
 from model.network import load_checkpoint
+from model.schema import ConfigError
 from model.service import DetectorService
 from model.verdict import VerdictConfig
-from training.recipe import RecipeError
 from training.train import main
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ def test_yaml_config_is_read_and_checked(tmp_path):
     config = config_from_args(parsed)
     assert (config.epochs, config.input_size, config.fake_source) == (9, 224, "sbi")
     config_file.write_text("epochs: 7\nlearning_rate: 0.1\n")
-    with pytest.raises(RecipeError, match="learning_rate"):
+    with pytest.raises(ConfigError, match="learning_rate"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
 
 
@@ -205,23 +205,22 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
 
 
 def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):
-    from training.recipe import (
-        augment_config,
-        config_from_args,
-        get_args_parser,
-        self_blend_config,
-    )
+    from training.recipe import config_from_args, get_args_parser
 
     config_file = tmp_path / "train.yaml"
     config_file.write_text(
         "self_blend:\n  perturb_target: 0.5\naugment:\n  jpeg_quality: [20, 90]\n  downscale: 0.3\n"
     )
     config = config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
-    assert self_blend_config(config).perturb_target == 0.5
-    assert augment_config(config).jpeg_quality == (20, 90)
-    assert augment_config(config).downscale == 0.3
+    assert config.self_blend.perturb_target == 0.5
+    assert config.augment.jpeg_quality == (20, 90)
+    assert config.augment.downscale == 0.3
+    flags = ["--config", str(config_file), "--perturb-target", "0.25", "--jpeg-quality", "40", "80"]
+    config = config_from_args(get_args_parser().parse_args(flags))
+    assert (config.self_blend.perturb_target, config.augment.jpeg_quality) == (0.25, (40, 80))
+    assert config.augment.downscale == 0.3  # the YAML's, where no flag overrides it
     config_file.write_text("augment:\n  jpeg_qualty: [20, 90]\n")
-    with pytest.raises(RecipeError, match="jpeg_qualty"):
+    with pytest.raises(ConfigError, match="jpeg_qualty"):
         config_from_args(get_args_parser().parse_args(["--config", str(config_file)]))
 
 

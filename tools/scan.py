@@ -11,26 +11,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.config import add_arguments, from_arguments
 from model.errors import VideoInputError
-from model.faces import make_detector
+from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
+from model.schema import add_arguments, from_arguments
+from model.video import SamplingConfig
 from protocol.wire import find_videos
+
+
+@dataclass(frozen=True)
+class ScanCommand:
+    """`python -m tools.scan`'s settings, a flag per field."""
+
+    inputs: tuple[Path, ...] = field(
+        metadata={"positional": True, "help": "video files or folders of videos"}
+    )
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", type=Path, help="video files or folders of videos")
-    add_arguments(parser, sections=("sampling",))
-    args = parser.parse_args(argv)
-    config = from_arguments(args, sections=("sampling",))
+    add_arguments(parser, ScanCommand)
+    config = from_arguments(parser.parse_args(argv), ScanCommand)
     detector = make_detector(config.detector)
     settings = ModelSettings()
     failures = 0
-    for path in find_videos(args.inputs):
+    for path in find_videos(config.inputs):
         try:
             faces = extract_faces(path, config.sampling, detector, settings)
         except VideoInputError as error:

@@ -29,9 +29,10 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.schema import ConfigError, add_arguments, from_arguments
 from training.extract_faces import FACES_FILE, LABELS, video_id_of
 
 SPLITS = ("train", "val", "test")
@@ -274,29 +275,38 @@ def describe(split: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class SplitCommand:
+    """`python -m training.data_dir`'s settings, a flag per field."""
+
+    image_dir: Path = Path("images")
+    metadata: tuple[Path, ...] = field(
+        default=(),
+        metadata={"help": "CSVs with file + group or identity (and method, crf, source), merged"},
+    )
+    output: Path | None = field(default=None, metadata={"help": "default IMAGE_DIR/split.json"})
+    val: float = field(default=0.15, metadata={"help": "share of videos for validation"})
+    test: float = field(default=0.15, metadata={"help": "share of videos for test"})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.val < 0 or self.test < 0 or self.val + self.test >= 1:
+            raise ValueError(f"val and test must be >= 0 and leave some videos to train on, "
+                             f"got {self.val} and {self.test}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-dir", type=Path, default=Path("images"))
-    parser.add_argument(
-        "--metadata",
-        type=Path,
-        action="append",
-        default=[],
-        help="CSV with file + group or identity (and method, crf, source); repeat to merge",
-    )
-    parser.add_argument("--output", type=Path, help="split file (default IMAGE_DIR/split.json)")
-    parser.add_argument("--val", type=float, default=0.15, help="share of videos for validation")
-    parser.add_argument("--test", type=float, default=0.15, help="share of videos for test")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    fractions = {"train": 1.0 - args.val - args.test, "val": args.val, "test": args.test}
+    add_arguments(parser, SplitCommand)
     try:
-        split = build_split(args.image_dir, args.metadata, fractions, args.seed)
-    except SplitError as error:
+        command = from_arguments(parser.parse_args(argv), SplitCommand)
+        fractions = {"train": 1.0 - command.val - command.test, "val": command.val,
+                     "test": command.test}  # fmt: skip
+        split = build_split(command.image_dir, command.metadata, fractions, command.seed)
+    except (ConfigError, SplitError) as error:
         print(f"data_dir: {error}", file=sys.stderr)
         return 1
-    output = args.output or args.image_dir / "split.json"
+    output = command.output or command.image_dir / "split.json"
     write_split(split, output)
     print(f"data_dir: wrote {output}\n{describe(split)}")
     return 0

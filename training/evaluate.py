@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import add_arguments, from_arguments
+from model.config import ServiceConfig
 from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_checkpoint
+from model.schema import add_arguments, from_arguments
 from model.service import DetectorService
+from model.verdict import VerdictConfig
+from model.video import SamplingConfig
 from protocol.wire import FACE_RULES, find_videos
 from training.data_dir import check_crop_size, load_split
 from training.dataset import FAKE_CLASS, REAL_CLASS, FaceCrops, split_items
@@ -167,57 +170,69 @@ def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
+@dataclass(frozen=True)
+class EvaluateCommand:
+    """`python -m training.evaluate`'s settings, a flag per field."""
+
+    videos: Path = field(metadata={"help": "DIR with real/ fake/, or a split file"})
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    split_name: str = field(default="test", metadata={"help": "which split of a split file"})
+    csv: Path = Path("evaluation.csv")
+    batch_size: int = 32
+    experiment: str = "deepfake-serve-evaluation"
+    mlflow: bool = field(default=True, metadata={"help": "--no-mlflow: print only, log nothing"})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    parser.add_argument(
-        "--videos", type=Path, required=True, help="DIR with real/ fake/, or split file"
-    )
-    parser.add_argument("--split-name", default="test", help="which split of a split file")
-    parser.add_argument("--csv", type=Path, default=Path("evaluation.csv"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--experiment", default="deepfake-serve-evaluation")
-    parser.add_argument("--no-mlflow", action="store_true", help="print only, log nothing")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+    add_arguments(parser, EvaluateCommand)
+    command = from_arguments(parser.parse_args(argv), EvaluateCommand)
 
-    config = from_arguments(args)
-    if args.videos.is_dir():
-        service = DetectorService.from_checkpoint(args.checkpoint, config)
+    if command.videos.is_dir():
+        served = ServiceConfig(sampling=command.sampling, verdict=command.verdict)
+        service = DetectorService.from_checkpoint(command.checkpoint, served)
         settings = service.settings
-        evaluation = evaluate_folder(args.videos, service)
+        evaluation = evaluate_folder(command.videos, service)
     else:
-        network, settings = load_checkpoint(args.checkpoint)
+        network, settings = load_checkpoint(command.checkpoint)
         evaluation = evaluate_split(
-            args.videos, args.split_name, network, settings, args.batch_size
+            command.videos, command.split_name, network, settings, command.batch_size
         )
     if len(evaluation.scores.labels) == 0:
         print("evaluate: no face found in any readable video; nothing to score", file=sys.stderr)
         return 1
-    aggregation = config.verdict.aggregation
+    aggregation = command.verdict.aggregation
     if evaluation.scores.verdicts is None and aggregation not in FACE_RULES:
         aggregation = "mean"  # crops of a split have no people to take the person rule over
     metrics = all_metrics(evaluation, aggregation)
-    write_csv(evaluation, aggregation, args.csv)
+    write_csv(evaluation, aggregation, command.csv)
     for name, value in sorted(metrics.items()):
         print(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
     for video_id, error in sorted(evaluation.unreadable.items()):
         print(f"  unreadable {video_id}: {error}")
-    if not args.no_mlflow:
-        params = {
-            "checkpoint": str(args.checkpoint),
-            "checkpoint_sha256": file_sha256(args.checkpoint),
-            "model_version": settings.version,
-            "videos": str(args.videos),
-            "split_name": args.split_name if not args.videos.is_dir() else "",
-            "aggregation": aggregation,
-            "interval": config.sampling.interval,
-        }
-        with start_tracked_run(args.experiment, None, params) as run:
-            run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=0)
-            run.log_artifact(args.csv, "evaluation")
+    if command.mlflow:
+        log_evaluation(command, settings, aggregation, metrics)
     print(summary_line(metrics))
     return 0
+
+
+def log_evaluation(
+    command: EvaluateCommand, settings: ModelSettings, aggregation: str, metrics: dict[str, float]
+) -> None:
+    params = {
+        "checkpoint": str(command.checkpoint),
+        "checkpoint_sha256": file_sha256(command.checkpoint),
+        "model_version": settings.version,
+        "videos": str(command.videos),
+        "split_name": command.split_name if not command.videos.is_dir() else "",
+        "aggregation": aggregation,
+        "interval": command.sampling.interval,
+    }
+    with start_tracked_run(command.experiment, None, params) as run:
+        run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=0)
+        run.log_artifact(command.csv, "evaluation")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Cut face crops out of labelled videos with the serving pipeline, for training.
 
-    python -m training.extract_faces --video-dir videos [--video-dir more] --image-dir images \
+    python -m training.extract_faces --video-dirs videos [more] --image-dir images \
         --crop-size 224 --interval 20
 
-Reads `VIDEO_DIR/real/**` and `VIDEO_DIR/fake/**` of every `--video-dir` (any container PyAV
+Reads `VIDEO_DIR/real/**` and `VIDEO_DIR/fake/**` of every `--video-dirs` folder (any container PyAV
 reads) and writes, per video, `IMAGE_DIR/<label>/<video-id>/<frame>_<face>.png` crops and a
 `faces.json` with each face's frame, time, boxes, detector score and 68 landmarks (crop pixels,
 for self-blending). Crops are cut at `--crop-size`, which must be the input size of the model
@@ -22,18 +22,18 @@ import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from model.config import add_arguments, from_arguments
 from model.errors import DeepfakeServeError
 from model.faces import DetectorConfig, FaceDetector, box_in_crop, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
+from model.schema import add_arguments, from_arguments
 from model.video import SamplingConfig
 from protocol.wire import find_videos
 from training.landmarks import LandmarkPredictor
@@ -47,9 +47,12 @@ class ExtractionConfig:
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
     # The checkpoint format's defaults: crops cut as the network will see them.
-    crop_size: int = ModelSettings.input_size
+    crop_size: int = dataclasses.field(
+        default=ModelSettings.input_size,
+        metadata={"help": "saved crop side in px: the input size of the model to train"},
+    )
     crop_scale: float = ModelSettings.face_crop_scale
-    landmarks: bool = True
+    landmarks: bool = True  # 68 points per face, for self-blending
 
 
 @dataclass(frozen=True)
@@ -190,42 +193,32 @@ def summary(outcomes: list[ExtractionOutcome]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ExtractCommand:
+    """`python -m training.extract_faces`'s settings, a flag per field."""
+
+    video_dirs: tuple[Path, ...] = field(
+        default=(Path("videos"),), metadata={"help": "folders with real/ and fake/"}
+    )
+    image_dir: Path = Path("images")
+    workers: int = field(default=2, metadata={"help": "videos processed in parallel"})
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--video-dir",
-        type=Path,
-        action="append",
-        help="folder with real/ and fake/; repeat for more (default: videos)",
-    )
-    parser.add_argument("--image-dir", type=Path, default=Path("images"))
-    add_arguments(parser, sections=("sampling",))
-    parser.add_argument(
-        "--crop-size",
-        type=int,
-        default=ExtractionConfig.crop_size,
-        help="saved crop side in px: the input size of the model to train",
-    )
-    parser.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
-    parser.add_argument("--no-landmarks", action="store_true", help="skip 68-point landmarks")
-    args = parser.parse_args(argv)
-
-    video_dirs = args.video_dir or [Path("videos")]
+    add_arguments(parser, ExtractCommand)
+    command = from_arguments(parser.parse_args(argv), ExtractCommand)
     try:
-        jobs = video_jobs(video_dirs, args.image_dir)
+        jobs = video_jobs(command.video_dirs, command.image_dir)
     except ValueError as error:
         print(f"extract_faces: {error}", file=sys.stderr)
         return 1
     if not jobs:
-        folders = ", ".join(str(folder) for folder in video_dirs)
+        folders = ", ".join(str(folder) for folder in command.video_dirs)
         print(f"extract_faces: no videos under real/ or fake/ of {folders}", file=sys.stderr)
         return 1
-    config = ExtractionConfig(
-        sampling=from_arguments(args, sections=("sampling",)).sampling,
-        crop_size=args.crop_size,
-        landmarks=not args.no_landmarks,
-    )
-    outcomes = extract_all(jobs, config, args.workers)
+    outcomes = extract_all(jobs, command.extraction, command.workers)
     print(summary(outcomes))
     return 0
 

@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.config import add_arguments, from_arguments
+from model.config import ServiceConfig
 from model.network import DEFAULT_CHECKPOINT
+from model.schema import add_arguments, from_arguments
 from model.service import DetectorService
+from model.verdict import VerdictConfig
+from model.video import SamplingConfig
 from protocol.wire import person_result_name, result_line
 from training.scoring import VideoOutcome, analyze_files
+
+
+@dataclass(frozen=True)
+class InferCommand:
+    """`python -m training.infer`'s settings, a flag per field."""
+
+    video_dir: Path = Path("videos/infer")
+    output: Path = Path("results.txt")
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
 
 def outcome_lines(outcome: VideoOutcome, video_dir: Path) -> list[str]:
@@ -37,27 +52,25 @@ def outcome_lines(outcome: VideoOutcome, video_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video-dir", type=Path, default=Path("videos/infer"))
-    parser.add_argument("--output", type=Path, default=Path("results.txt"))
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+    add_arguments(parser, InferCommand)
+    command = from_arguments(parser.parse_args(argv), InferCommand)
 
     paths = sorted(
         path
-        for path in args.video_dir.rglob("*")
+        for path in command.video_dir.rglob("*")
         if path.is_file() and not path.name.startswith(".")
     )
     if not paths:
-        print(f"infer: no files in {args.video_dir}", file=sys.stderr)
+        print(f"infer: no files in {command.video_dir}", file=sys.stderr)
         return 1
-    service = DetectorService.from_checkpoint(args.checkpoint, from_arguments(args))
+    served = ServiceConfig(sampling=command.sampling, verdict=command.verdict)
+    service = DetectorService.from_checkpoint(command.checkpoint, served)
     errors = 0
-    with open(args.output, "w") as results:
+    with open(command.output, "w") as results:
         for outcome in analyze_files(paths, service):
-            results.writelines(line + "\n" for line in outcome_lines(outcome, args.video_dir))
+            results.writelines(line + "\n" for line in outcome_lines(outcome, command.video_dir))
             errors += outcome.error is not None
-    print(f"infer: scored {len(paths)} files into {args.output} ({errors} unreadable)")
+    print(f"infer: scored {len(paths)} files into {command.output} ({errors} unreadable)")
     return 0
 
 

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from model.runtime import (
     compile_for_cpu,
     convert_to_openvino,
 )
+from model.schema import add_arguments, from_arguments
 from model.video import evenly_spaced
 from training.data_dir import check_crop_size, load_split
 from training.dataset import Collate, FaceCrops, split_items
@@ -235,32 +236,21 @@ def _auc(metrics: dict[str, float]) -> float | None:
     return None if math.isnan(auc) else float(auc)
 
 
+@dataclass(frozen=True)
+class QuantizeCommand:
+    """`python -m training.quantize`'s settings, a flag per field."""
+
+    checkpoint: Path
+    split: Path = field(metadata={"help": "split.json of training.data_dir"})
+    output: Path = field(metadata={"help": "folder for the int8 model"})
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--split", type=Path, required=True, help="split.json of training.data_dir")
-    parser.add_argument("--output", type=Path, required=True, help="folder for the int8 model")
-    parser.add_argument("--calibration-crops", type=int, default=QuantizeConfig.calibration_crops)
-    parser.add_argument(
-        "--max-probability-shift", type=float, default=QuantizeConfig.max_probability_shift
-    )
-    parser.add_argument(
-        "--restore-max-shift",
-        type=float,
-        default=QuantizeConfig.restore_max_shift,
-        help="accuracy control's target on the calibration videos",
-    )
-    parser.add_argument(
-        "--max-restored-layers", type=int, default=QuantizeConfig.max_restored_layers
-    )
-    args = parser.parse_args(argv)
-    config = QuantizeConfig(
-        calibration_crops=args.calibration_crops,
-        max_probability_shift=args.max_probability_shift,
-        restore_max_shift=args.restore_max_shift,
-        max_restored_layers=args.max_restored_layers,
-    )
-    check = build_int8(args.checkpoint, args.split, args.output, config)
+    add_arguments(parser, QuantizeCommand)
+    command = from_arguments(parser.parse_args(argv), QuantizeCommand)
+    check = build_int8(command.checkpoint, command.split, command.output, command.quantize)
     print(json.dumps(check.as_dict(), indent=2))
     return 0 if check.accepted else 1
 

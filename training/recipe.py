@@ -1,30 +1,26 @@
 """A training recipe: `TrainConfig`, from a YAML file and command-line flags, checked once.
 
 `python -m training.train --config training/demo.yaml --epochs 2` reads the YAML, then lets
-each flag (one per field, dashes for underscores) override it; nested `augment` and
-`self_blend` settings come from the YAML only. An unknown key or a value out of range is a
-RecipeError naming it.
+each flag (one per leaf field, dashes for underscores: `--epochs`, `--perturb-target` for
+`self_blend.perturb_target`) override it (model/schema.py). An unknown key, a wrong type or a
+value out of range is a ConfigError naming it.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from model.network import XCEPTION_MODULES
+from model.schema import ConfigError, add_arguments, from_arguments, from_mapping
 from training.augment import AugmentConfig
 from training.dataset import FAKE_SOURCES
 from training.sbi import SelfBlendConfig
 
 CHECKPOINT_SELECTIONS = ("best", "last")
-
-
-class RecipeError(ValueError):
-    """A recipe key or value training does not accept; the message names it."""
 
 
 @dataclass
@@ -74,65 +70,35 @@ class TrainConfig:
     # The served threshold `make crossval` fitted for this recipe on held-out people (its
     # fitted_threshold: false alarms at most 10%), stored in the checkpoint.
     recipe_threshold: float | None = None
-    augment: dict | None = None  # AugmentConfig fields (YAML only)
-    self_blend: dict | None = None  # SelfBlendConfig fields (YAML only)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    self_blend: SelfBlendConfig = field(default_factory=SelfBlendConfig)
     experiment: str = "deepfake-serve"
     registered_model: str | None = "deepfake"  # models:/deepfake/<version>
+
+    def __post_init__(self) -> None:
+        if self.fake_source not in FAKE_SOURCES:
+            raise ConfigError(f"fake_source must be one of {FAKE_SOURCES}, got {self.fake_source}")
+        if self.train_from not in XCEPTION_MODULES:
+            raise ConfigError(f"train_from must be one of {XCEPTION_MODULES}")
+        if self.calibration not in ("temperature", "none"):
+            raise ConfigError(f"calibration must be temperature or none, got {self.calibration}")
+        if self.recipe_temperature is not None and self.recipe_temperature <= 0:
+            raise ConfigError(f"recipe_temperature must be > 0, got {self.recipe_temperature}")
+        if self.recipe_threshold is not None and not 0 <= self.recipe_threshold <= 1:
+            raise ConfigError(f"recipe_threshold must lie in [0, 1], got {self.recipe_threshold}")
+        if self.checkpoint_selection not in CHECKPOINT_SELECTIONS:
+            raise ConfigError(f"checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
 
 
 def get_args_parser(description: str = "Train the detector.") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=Path, help="YAML file of TrainConfig fields")
-    for field in dataclasses.fields(TrainConfig):
-        if field.type == "dict | None":
-            continue  # nested settings come from the YAML file
-        flag = "--" + field.name.replace("_", "-")
-        if field.type == "bool":
-            parser.add_argument(flag, action="store_true", default=None)
-        else:
-            kind = {"int": int, "float": float, "int | None": int, "float | None": float}
-            parser.add_argument(flag, type=kind.get(field.type, str), default=None)
+    add_arguments(parser, TrainConfig)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict = {}
-    if args.config:
-        values.update(yaml.safe_load(args.config.read_text()) or {})
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RecipeError(f"unknown keys in {args.config}: {unknown}")
-    values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
-    config = TrainConfig(**values)
-    if config.fake_source not in FAKE_SOURCES:
-        raise RecipeError(f"--fake-source must be one of {FAKE_SOURCES}")
-    if config.train_from not in XCEPTION_MODULES:
-        raise RecipeError(f"train_from must be one of {XCEPTION_MODULES}")
-    if config.calibration not in ("temperature", "none"):
-        raise RecipeError(f"calibration must be temperature or none, got {config.calibration}")
-    if config.recipe_temperature is not None and config.recipe_temperature <= 0:
-        raise RecipeError(f"recipe_temperature must be > 0, got {config.recipe_temperature}")
-    if config.recipe_threshold is not None and not 0 <= config.recipe_threshold <= 1:
-        raise RecipeError(f"recipe_threshold must lie in [0, 1], got {config.recipe_threshold}")
-    if config.checkpoint_selection not in CHECKPOINT_SELECTIONS:
-        raise RecipeError(f"checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
-    for key, settings_class in (("augment", AugmentConfig), ("self_blend", SelfBlendConfig)):
-        known = {field.name for field in dataclasses.fields(settings_class)}
-        unknown = sorted(set(getattr(config, key) or {}) - known)
-        if unknown:
-            raise RecipeError(f"unknown keys under {key}: {unknown} (known: {sorted(known)})")
-    return config
-
-
-def augment_config(config: TrainConfig) -> AugmentConfig:
-    return AugmentConfig(**_tuples(config.augment or {}))
-
-
-def self_blend_config(config: TrainConfig) -> SelfBlendConfig:
-    return SelfBlendConfig(**_tuples(config.self_blend or {}))
-
-
-def _tuples(values: dict) -> dict:
-    """YAML lists -> the tuples the frozen settings classes hold."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    """The YAML file's recipe (or the defaults), with the flags that were given on top."""
+    recipe = yaml.safe_load(args.config.read_text()) if args.config else None
+    base = from_mapping(TrainConfig, recipe or {}, str(args.config or "recipe"))
+    return from_arguments(args, TrainConfig, base)

@@ -40,6 +40,7 @@ from model.network import (
     load_checkpoint,
     save_checkpoint,
 )
+from model.schema import ConfigError
 from training.calibration import calibrate, store_threshold
 from training.data_dir import SplitError, check_crop_size, load_split
 from training.dataset import (
@@ -55,14 +56,7 @@ from training.experiments import log_checkpoint_and_register, start_tracked_run
 from training.loop import class_weights, steps_per_epoch, train_one_epoch
 from training.optim import freeze, frozen_modules, parameter_groups
 from training.plots import log_figures
-from training.recipe import (
-    RecipeError,
-    TrainConfig,
-    augment_config,
-    config_from_args,
-    get_args_parser,
-    self_blend_config,
-)
+from training.recipe import TrainConfig, config_from_args, get_args_parser
 from training.scoring import CropScores, evaluation_metrics, score_crops
 from training.state import LAST_STATE, load_state, save_state
 
@@ -79,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = get_args_parser(__doc__.splitlines()[0])
     try:
         config = config_from_args(parser.parse_args(argv))
-    except RecipeError as error:
+    except ConfigError as error:
         raise SystemExit(f"train: {error}") from error
     processes = start_processes()
     try:
         train(config, processes)
-    except (RecipeError, SplitError) as error:
+    except (ConfigError, SplitError) as error:
         raise SystemExit(f"train: {error}") from error
     finally:
         stop_processes(processes)
@@ -140,8 +134,8 @@ def training_data(
         settings,
         train=True,
         seed=config.seed,
-        augment_config=augment_config(config),
-        blend_config=self_blend_config(config),
+        augment_config=config.augment,
+        blend_config=config.self_blend,
     )
     generator = torch.Generator().manual_seed(config.seed)
     shard_size = math.ceil(len(train_set) / processes.world_size)
@@ -181,7 +175,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     )
     val_set = FaceCrops(validation_items(split, image_dir), settings, train=False, seed=config.seed)
     if not len(val_set) and config.checkpoint_selection != "last":
-        raise RecipeError(
+        raise ConfigError(
             "the split has no validation crops; checkpoint_selection 'best' needs some "
             "(or train a recipe of fixed length with checkpoint_selection: last)"
         )

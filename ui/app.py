@@ -19,7 +19,7 @@ import copy
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import requests
 from client.api import DeepfakeClient, ServerAddress, ServerError
 from client.report import evidence_record, write_evidence_report
 from deploy.ts_config import read_properties
+from model.schema import add_arguments, from_arguments
 from protocol.wire import AGGREGATIONS, HOST, INFERENCE_URL, KEY_FILE, MANAGEMENT_URL, find_videos
 from ui import present
 
@@ -46,7 +47,8 @@ class UiConfig:
     port: int = 7860
     inference_url: str = INFERENCE_URL
     management_url: str = MANAGEMENT_URL
-    key_file: Path | None = Path(KEY_FILE)  # None: the server has token auth off
+    key_file: Path = Path(KEY_FILE)  # TorchServe's token file
+    auth: bool = field(default=True, metadata={"help": "--no-auth: the server's token auth is off"})
     ts_config: Path = REPO / "config.properties"  # its max_request_size caps uploads here
     samples: Path | None = None  # a folder of videos offered as examples (`make ui` passes one)
     timeout_s: float = 600.0
@@ -55,7 +57,7 @@ class UiConfig:
         address = ServerAddress(
             inference_url=self.inference_url,
             management_url=self.management_url,
-            key_file=self.key_file,
+            key_file=self.key_file if self.auth else None,
         )
         return DeepfakeClient(address, timeout_s=self.timeout_s)
 
@@ -314,26 +316,9 @@ def build_app(config: UiConfig) -> gr.Blocks:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = UiConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=defaults.host)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--inference-url", default=defaults.inference_url)
-    parser.add_argument("--management-url", default=defaults.management_url)
-    parser.add_argument("--key-file", type=Path, default=defaults.key_file)
-    parser.add_argument("--no-auth", action="store_true", help="TorchServe's token auth is off")
-    parser.add_argument("--ts-config", type=Path, default=defaults.ts_config)
-    parser.add_argument("--samples", type=Path, default=defaults.samples)
-    args = parser.parse_args(argv)
-    config = UiConfig(
-        host=args.host,
-        port=args.port,
-        inference_url=args.inference_url,
-        management_url=args.management_url,
-        key_file=None if args.no_auth else args.key_file,
-        ts_config=args.ts_config,
-        samples=args.samples,
-    )
+    add_arguments(parser, UiConfig)
+    config = from_arguments(parser.parse_args(argv), UiConfig)
     app = build_app(config)
     allowed = [str(config.samples)] if config.samples and config.samples.is_dir() else []
     print(f"ui: http://{config.host}:{config.port} -> {config.inference_url}", flush=True)
