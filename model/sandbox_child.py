@@ -218,15 +218,18 @@ def serve(control: socket.socket, limits: SandboxConfig, credentials: Credential
             finally:
                 os._exit(code)
         channel.close()
-        send_json(control, {"kind": "started", "pid": pid})
-        _, status = os.waitpid(pid, 0)
         ended = {"kind": "ended", "pid": pid}
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            ended["signal"] = signal.Signals(number).name if number in _SIGNALS else str(number)
-        else:
-            ended["exit_code"] = os.WEXITSTATUS(status)
-        send_json(control, ended)
+        try:
+            send_json(control, {"kind": "started", "pid": pid})
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status):
+                number = os.WTERMSIG(status)
+                ended["signal"] = signal.Signals(number).name if number in _SIGNALS else str(number)
+            else:
+                ended["exit_code"] = os.WEXITSTATUS(status)
+            send_json(control, ended)
+        except ConnectionError:  # the worker stopped before it read the report: it is gone
+            return
 
 
 def main() -> int:

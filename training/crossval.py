@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.config import ServiceConfig
 from model.network import load_checkpoint, save_checkpoint
+from model.schema import add_arguments, from_arguments
 from model.service import DetectorService
 from training.calibration import (
     expected_calibration_error,
@@ -295,30 +296,46 @@ def log_summary(config: TrainConfig, run: ProtocolRun, report: dict, output: Pat
             tracked.log_figure(reliability_figure(pooled.labels, curves), "plots/reliability.png")
 
 
+@dataclass(frozen=True)
+class ProtocolOptions:
+    """`python -m training.crossval`'s settings besides the recipe's, a flag per field."""
+
+    folds: str | None = field(
+        default=None, metadata={"help": 'groups held out per fold: "a;b;c,d"'}
+    )
+    fold_count: int = field(
+        default=PROTOCOL_FOLDS, metadata={"help": "folds when --folds is not given"}
+    )
+    output: Path = Path("crossval.json")
+    work_dir: Path | None = field(
+        default=None, metadata={"help": "fold splits and checkpoints; none: a temporary folder"}
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_args_parser(__doc__.splitlines()[0])
-    parser.add_argument("--folds", help='groups held out per fold: "a;b;c,d"')
-    parser.add_argument(
-        "--fold-count", type=int, default=PROTOCOL_FOLDS, help="folds when --folds is not given"
-    )
-    parser.add_argument("--output", type=Path, default=Path("crossval.json"))
-    parser.add_argument("--work-dir", type=Path, help="fold splits and checkpoints (default: temp)")
+    add_arguments(parser, ProtocolOptions)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+        options = from_arguments(args, ProtocolOptions)
         split = load_split(Path(config.split))
-        folds = parse_folds(args.folds) if args.folds else protocol_folds(split, args.fold_count)
+        folds = (
+            parse_folds(options.folds)
+            if options.folds
+            else protocol_folds(split, options.fold_count)
+        )
         for held_out in folds:
             fold_split(split, held_out)  # an unknown group fails before any training
     except ValueError as error:
         print(f"crossval: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as scratch:
-        run = run_protocol(config, split, folds, args.work_dir or Path(scratch))
+        run = run_protocol(config, split, folds, options.work_dir or Path(scratch))
     report = protocol_report(config, run)
-    args.output.write_text(json.dumps(report, indent=1))
-    log_summary(config, run, report, args.output)
-    print(f"crossval (protocol v2), {len(folds)} folds; wrote {args.output}")
+    options.output.write_text(json.dumps(report, indent=1))
+    log_summary(config, run, report, options.output)
+    print(f"crossval (protocol v2), {len(folds)} folds; wrote {options.output}")
     print(format_metrics(report["metrics"]))
     return 0
 
