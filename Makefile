@@ -185,7 +185,7 @@ kserve-validate: tools  ## check deploy/kserve/inferenceservice*.yaml against th
 	$(TOOLS_VENV)/bin/python deploy/kserve/validate.py deploy/kserve/inferenceservice*.yaml
 
 test: setup tools browser lint  ## the whole suite except tests marked slow (what CI runs)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
 
 test-fast: setup  ## unit tests: no server, browser, training run or tools venv (< 2 min)
 	$(PY) -m pytest -m "not serving and not browser and not integration and not slow"

@@ -192,6 +192,11 @@ class OpenVinoClassifier(nn.Module):
         compiled = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         return "bf16" if compiled == ov.Type.bf16 else "fp32"
 
+    @property
+    def threads(self) -> int:
+        """The threads the compiled model runs on, as OpenVINO reports them."""
+        return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+
     def set_threads(self, threads: int) -> None:
         """Recompile for `threads`, 0 for every core (OpenVINO fixes it when it compiles)."""
         if threads != self._threads:

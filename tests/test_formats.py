@@ -96,6 +96,25 @@ def test_the_whitelists_reach_ffmpeg():
     assert not isinstance(refused.value, av.FileNotFoundError)
 
 
+def test_open_container_hands_ffmpeg_the_whitelists(monkeypatch, one_face_video):
+    # FFmpeg honours the options (above); here, every open of an upload passes them, and the
+    # one demuxer its first bytes named.
+    opened = []
+    real_open = av.open
+
+    def recording_open(*args, **kwargs):
+        opened.append(kwargs)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr("model.formats.av.open", recording_open)
+    with open_container(one_face_video.path) as container:
+        assert container.streams.video
+    [options] = opened
+    assert options["container_options"] == DEMUXER_OPTIONS
+    assert options["format"] == "mov,mp4,m4a,3gp,3g2,mj2"
+    assert DEMUXER_OPTIONS["protocol_whitelist"] == "" and DEMUXER_OPTIONS["enable_drefs"] == "0"
+
+
 def test_the_ffmpeg_versions_in_the_wheels_are_the_ones_security_md_records():
     import re
 

@@ -100,8 +100,10 @@ def test_a_channels_last_path_leaves_the_callers_network_as_it_was():
 def test_openvino_follows_a_new_thread_count(network_and_crops):
     network, settings, crops = network_and_crops
     classifier = prepare_classifier(network, settings, InferencePath("openvino-fp32"), 2)
+    assert classifier.threads == 2  # read back from the compiled model
     before = classify_crops(classifier, settings, crops, 8)
     classifier.set_threads(1)
+    assert classifier.threads == 1
     np.testing.assert_allclose(classify_crops(classifier, settings, crops, 8), before, atol=1e-6)
 
 

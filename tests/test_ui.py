@@ -10,10 +10,14 @@ import re
 from hashlib import sha256
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
 from client.api import ServerAddress
+from client.report import representative_crops
+from client.sheet import decode_image_base64
 from support.credentials import ai_video_manifest, signing_authority
 from support.torchserve import REPO_ROOT, free_ports
 from tests.ui_driver import (
@@ -50,11 +54,31 @@ def test_a_fake_sample_gets_its_verdict_and_face_gallery(page_and_server, sample
     screenshot(page, ARTIFACTS / "fake-sample.png")
     assert present.HEADLINES[report["label"]] in banner
     assert present.percent(report["fake_probability"]) in banner
-    assert "trained on face-swap deepfakes" in banner  # the caveat
+    assert "self-blended images" in banner  # the caveat, as the model card says
     assert gallery_images(page, "faces") == report["faces_found"] > 0
-    assert gallery_images(page, "people") == len(report["people"]) == 1  # one card a person
+    _assert_each_person_is_shown_whole(page, server, video.path, report)
     assert gallery_images(page, "explanations") == min(3, report["faces_found"])
     assert "deepfake-xception-test 0.1.0" in page.locator("#model-info").inner_text()
+
+
+def _assert_each_person_is_shown_whole(page, server, video, report):
+    """A card per person whose face is drawn whole at the card's size and is that person's
+    representative crop (compared pixel by pixel with what the server sent), with its words."""
+    crops = representative_crops(server.client.explain(video, {"crops": "true"}))
+    faces = page.locator("#people .person-card img")
+    assert faces.count() == len(report["people"]) == 1
+    for index, person in enumerate(report["people"]):
+        face = faces.nth(index)
+        box = face.bounding_box()
+        assert round(box["width"]) == round(box["height"]) == present.CARD_FACE_PX
+        shown = cv2.imdecode(np.frombuffer(face.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+        sent = decode_image_base64(crops[person["person_id"]])[:, :, ::-1]  # RGB -> BGR
+        expected = cv2.resize(sent, shown.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert shown.std() > 20  # a face, not a blank or a sliver of one
+        assert np.abs(shown.astype(int) - expected.astype(int)).mean() < 20
+        text = page.locator("#people .person-card").nth(index).inner_text()
+        assert person["label"] in text and present.percent(person["fake_probability"]) in text
+        assert f"seen {person['first_s']:.1f}-{person['last_s']:.1f} s" in text
 
 
 def test_provenance_has_its_own_panel_and_the_evidence_report_downloads(

@@ -55,7 +55,7 @@ def test_the_banner_says_the_verdict_the_number_the_threshold_and_the_caveat():
     assert banner.startswith("## Likely manipulated (fake)")
     assert "**Fake probability 80%** (0.800)" in banner
     assert "fake at 0.50 or above" in banner and "`mean` rule" in banner
-    assert "trained on face-swap deepfakes" in banner and "demo model" not in banner
+    assert "self-blended images" in banner and "demo model" not in banner
     assert "demo model" in present.verdict_markdown(report(model_name="deepfake-xception-demo"))
     assert present.verdict_markdown(report("real", 0.1)).startswith("## No sign of face manip")
 
@@ -96,8 +96,26 @@ def test_a_1_1_timeline_has_one_line_per_person_and_a_card_each():
     line = present.timeline(body)
     assert line["person"] == ["person 1", "person 1", "person 2"]
     assert line["time_s"] == [0.0, 0.8, 0.8]
-    [(_, caption)] = present.people_cards(body)
-    assert caption == "Person 1: fake (90% fake), seen 0.0-0.8 s; flagged 0.0-0.8 s"
+    panel = present.people_html(body)
+    assert panel.count('class="person-card"') == 1
+    for shown in ("Person 1", ">fake<", "90% fake", "seen 0.0-0.8 s", "flagged fake 0.0-0.8 s"):
+        assert shown in panel
+    assert 'src="data:image/jpeg;base64,' in panel
+
+
+def test_a_person_card_escapes_what_the_server_sent_and_drops_a_crop_that_is_not_base64():
+    body = report()
+    face = body["frames"][0]["faces"][0]
+    face["crop_jpeg"] = '" onerror="alert(1)'
+    body["people"] = [
+        {"person_id": 1, "label": "<b>fake</b>", "fake_probability": 0.9, "first_s": 0.0,
+         "last_s": 0.8, "segments": [],
+         "representative": {"frame_index": body["frames"][0]["frame_index"], "box": face["box"]}},
+    ]  # fmt: skip
+    panel = present.people_html(body)
+    assert "<b>" not in panel and "&lt;b&gt;fake&lt;/b&gt;" in panel
+    assert "onerror" not in panel and "no crop" in panel and "no span flagged" in panel
+    assert present.people_html(report()) == ""  # a 1.0 answer has no people: no panel
 
 
 def test_explanations_model_line_and_batch_csv(tmp_path):

@@ -136,7 +136,7 @@ def readable_json(report: Mapping[str, Any]) -> dict[str, Any]:
 def _not_analysed(message: str) -> tuple:
     """The one-video outputs when there is no report: the message, everything else empty."""
     empty_plot = pd.DataFrame({"time_s": [], "fake_probability": [], "person": []})
-    return present.error_markdown(message), [], [], empty_plot, [], "", "", None, {}
+    return present.error_markdown(message), "", [], empty_plot, [], "", "", None, {}
 
 
 def analyse_one(config: UiConfig) -> Callable:
@@ -152,7 +152,7 @@ def analyse_one(config: UiConfig) -> Callable:
         progress(0.9, desc="Drawing the results and the evidence report")
         return (
             present.verdict_markdown(report),
-            present.people_cards(report),
+            present.people_html(report),
             present.gallery(report),
             pd.DataFrame(present.timeline(report)),
             present.explanations(report),
@@ -205,8 +205,9 @@ def option_controls() -> tuple[gr.Radio, gr.Number, gr.Dropdown]:
             [SERVER_DEFAULT, *AGGREGATIONS],
             value=SERVER_DEFAULT,
             label="How face scores become one verdict",
-            info="mean: average of all faces; confident: the surest faces count more; "
-            "face_max: the most suspicious person decides.",
+            info="person_max: the most suspicious person (their faces' mean) decides; mean: "
+            "the average of all faces; confident: the surest faces count more; face_max: the "
+            "single most suspicious face decides.",
         )
     return mode, amount, aggregation
 
@@ -241,12 +242,7 @@ def build_app(config: UiConfig) -> gr.Blocks:
                     verdict = gr.Markdown(
                         "Upload a video and press **Analyse**.", elem_id="verdict"
                     )
-                    people = gr.Gallery(
-                        label="People: one card each (verdict, when seen, flagged spans)",
-                        columns=4,
-                        height=220,
-                        elem_id="people",
-                    )
+                    people = gr.HTML(elem_id="people")
                     faces = gr.Gallery(
                         label="Faces, most suspicious first (score · time in the video)",
                         columns=6,

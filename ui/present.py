@@ -4,6 +4,8 @@ functions of dicts, so the words a non-expert reads are tested without a browser
 from __future__ import annotations
 
 import csv
+import html
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,12 @@ EXPLAINED = {
     ),
 }
 CAVEAT = (
-    "What this can and cannot tell you: the model was trained on face-swap deepfakes "
-    "(FaceForensics++ style: one person's face pasted onto another's). It can miss other "
-    "manipulation (lip-sync, fully generated video, edited audio or context) and can be fooled "
-    "by heavy compression, filters or small faces. Treat the score as one signal to weigh with "
-    "other evidence, never as proof either way."
+    "What this can and cannot tell you: the model looks for a face blended into a frame, the "
+    "trace face swaps leave. It learnt that trace from real faces blended onto themselves "
+    "(self-blended images), not from any one swap tool, and is checked on swaps of people it "
+    "never saw. It can miss other manipulation (lip-sync, fully generated video, edited audio "
+    "or context) and can be fooled by heavy compression, filters or small faces. Treat the "
+    "score as one signal to weigh with other evidence, never as proof either way."
 )
 DEMO_CAVEAT = (
     " This server runs the **demo model**, trained in minutes on 23 short sample clips: "
@@ -148,22 +151,49 @@ def person_name(person_id: int) -> str:
     return f"person {person_id}"
 
 
-def people_cards(report: Mapping[str, Any]) -> list[tuple[np.ndarray, str]]:
-    """(face crop, caption) per person: their clearest face, verdict and flagged spans."""
+CARD_FACE_PX = 128  # each person's face on their card, square
+LABEL_COLOURS = {"fake": "#c62828", "real": "#2e7d32", "uncertain": "#b26a00", "no_face": "#555"}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def people_html(report: Mapping[str, Any]) -> str:
+    """One card per person, side by side: their clearest face at CARD_FACE_PX, label and fake
+    probability, when they are seen and the spans flagged fake. Everything from the server is
+    escaped; a crop that is not plain base64 is left out."""
+    people = report.get("people", [])
+    if not people:
+        return ""
     crops = representative_crops(report)
-    cards = []
-    for person in report.get("people", []):
-        crop = crops.get(person["person_id"])
-        if crop is None:
-            continue
-        spans = ", ".join(f"{s['start_s']:.1f}-{s['end_s']:.1f} s" for s in person["segments"])
-        caption = (
-            f"{person_name(person['person_id']).capitalize()}: {person['label']} "
-            f"({percent(person['fake_probability'])} fake), seen {person['first_s']:.1f}-"
-            f"{person['last_s']:.1f} s" + (f"; flagged {spans}" if spans else "")
-        )
-        cards.append((decode_image_base64(crop), caption))
-    return cards
+    cards = [_person_card(person, crops.get(person["person_id"])) for person in people]
+    return (
+        '<div class="people-panel"><div style="font-weight:600;margin:4px 0 8px">People: '
+        "one card each</div>"
+        '<div style="display:flex;flex-wrap:wrap;gap:12px">' + "".join(cards) + "</div></div>"
+    )
+
+
+def _person_card(person: Mapping[str, Any], crop: str | None) -> str:
+    name = html.escape(person_name(person["person_id"]).capitalize())
+    label = str(person["label"])
+    colour = LABEL_COLOURS.get(label, "#555")
+    size = f"width:{CARD_FACE_PX}px;height:{CARD_FACE_PX}px"
+    if crop and _BASE64.fullmatch(crop):
+        face = (f'<img src="data:image/jpeg;base64,{crop}" alt="{name}" '
+                f'style="{size};object-fit:cover;border-radius:6px;display:block">')  # fmt: skip
+    else:
+        face = (f'<div style="{size};background:#eee;border-radius:6px;display:flex;'
+                'align-items:center;justify-content:center;color:#777">no crop</div>')  # fmt: skip
+    spans = ", ".join(f"{s['start_s']:.1f}-{s['end_s']:.1f} s" for s in person["segments"])
+    flagged = f"flagged fake {spans}" if spans else "no span flagged"
+    return (
+        f'<div class="person-card" style="width:{CARD_FACE_PX + 40}px;border:1px solid #ddd;'
+        'border-radius:8px;padding:8px;font-size:13px;line-height:1.35">'
+        f'{face}<div style="font-weight:600;margin-top:6px">{name}</div>'
+        f'<div><span style="color:{colour};font-weight:600">{html.escape(label)}</span> · '
+        f"{percent(float(person['fake_probability']))} fake</div>"
+        f"<div>seen {float(person['first_s']):.1f}-{float(person['last_s']):.1f} s</div>"
+        f"<div>{html.escape(flagged)}</div></div>"
+    )
 
 
 def mean_probability(found: list[Mapping[str, Any]]) -> float:
