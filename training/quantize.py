@@ -18,7 +18,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,47 +91,17 @@ def quantize(
 
     if len(calibration) == 0:
         raise ValueError("no calibration crops: the split's train videos have no faces")
-    indices = evenly_spaced(len(calibration), config.calibration_crops)
-    collate = Collate(settings)
-
-    @functools.cache  # NNCF reads each crop once per layer it ranks: decode it once
-    def to_input(position: int) -> np.ndarray:
-        batch, _, _ = collate([calibration[indices[position]]])
-        return batch.numpy()
-
-    positions = list(range(len(indices)))
-    crops = [calibration.items[i] for i in indices]
     fp32_model = convert_to_openvino(network, settings)
-    fp32_compiled = compile_for_cpu(fp32_model, config.threads)
-    reference = _probabilities(fp32_compiled, settings, positions, to_input, config)
-
-    def videos(items: list[int], probabilities: np.ndarray) -> dict[str, tuple[int, float | None]]:
-        """These crops' video probabilities, aggregated as the check aggregates them."""
-        picked = [crops[p] for p in items]
-        scores = CropScores(
-            video_ids=[crop.video_id for crop in picked],
-            frame_indices=[crop.frame_index for crop in picked],
-            labels=np.array([crop.label for crop in picked], dtype=np.int64),
-            probabilities=probabilities,
-            loss=0.0,
-        )
-        return video_probabilities(scores, config.aggregation)
-
-    def video_agreement(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
-        """NNCF's metric, higher is better: 1 - the largest move of a video's fake
-        probability from fp32 over these crops; per crop, 1 - its own move."""
-        items = list(items)
-        probabilities = _probabilities(compiled, settings, items, to_input, config)
-        worst = _largest_move(videos(items, reference[items]), videos(items, probabilities))
-        return 1.0 - worst, [1.0 - abs(float(m)) for m in probabilities - reference[items]]
-
+    crops = CalibrationCrops(
+        calibration, settings, config, compile_for_cpu(fp32_model, config.threads)
+    )
     int8_model = nncf.quantize_with_accuracy_control(
         fp32_model,
-        nncf.Dataset(positions, to_input),
-        nncf.Dataset(positions, to_input),
-        video_agreement,
+        nncf.Dataset(crops.positions, crops.to_input),
+        nncf.Dataset(crops.positions, crops.to_input),
+        crops.agreement,
         max_drop=config.restore_max_shift,
-        subset_size=len(positions),
+        subset_size=len(crops.positions),
         # Activation ranges from the calibration minimum and maximum, not NNCF's quantiles:
         # clipping the rare large activations moved the demo model's validation videos by up
         # to 0.052, whole ranges by 0.029 (the check allows 0.02).
@@ -144,24 +114,60 @@ def quantize(
             num_ranking_workers=1,
         ),
     )
-    return int8_model, len(indices)
+    return int8_model, len(crops.positions)
 
 
-def _probabilities(
-    compiled: Any,
-    settings: ModelSettings,
-    positions: list[int],
-    to_input: Callable[[int], np.ndarray],
-    config: QuantizeConfig,
-) -> np.ndarray:
-    """Fake probability per calibration crop, `batch_size` crops per call of the compiled
-    OpenVINO model."""
-    probabilities = []
-    for start in range(0, len(positions), config.batch_size):
-        batch = np.concatenate([to_input(p) for p in positions[start : start + config.batch_size]])
-        logits = torch.from_numpy(np.asarray(compiled(batch)[0], dtype=np.float32))
-        probabilities.append(fake_probabilities_from_logits(logits, settings).numpy())
-    return np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32)
+class CalibrationCrops:
+    """The crops NNCF calibrates and ranks layers on (each decoded once: NNCF reads a crop
+    once per layer it ranks), and its validation metric: how far a compiled model moves their
+    videos' fake probabilities from those of `fp32` (the network before quantization)."""
+
+    def __init__(
+        self, calibration: FaceCrops, settings: ModelSettings, config: QuantizeConfig, fp32: Any
+    ) -> None:
+        self._calibration, self._settings, self._config = calibration, settings, config
+        self._indices = evenly_spaced(len(calibration), config.calibration_crops)
+        self._collate = Collate(settings)
+        self._crops = [calibration.items[i] for i in self._indices]
+        self.positions = list(range(len(self._indices)))
+        self.to_input = functools.cache(self._input)
+        self._reference = self._probabilities(fp32, self.positions)
+
+    def agreement(self, compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
+        """NNCF's metric, higher is better: 1 - the largest move of a video's fake
+        probability from fp32 over these crops; per crop, 1 - its own move."""
+        items = list(items)
+        probabilities = self._probabilities(compiled, items)
+        reference = self._reference[items]
+        worst = _largest_move(self._videos(items, reference), self._videos(items, probabilities))
+        return 1.0 - worst, [1.0 - abs(float(m)) for m in probabilities - reference]
+
+    def _input(self, position: int) -> np.ndarray:
+        batch, _, _ = self._collate([self._calibration[self._indices[position]]])
+        return batch.numpy()
+
+    def _probabilities(self, compiled: Any, items: list[int]) -> np.ndarray:
+        """Fake probability per crop, `batch_size` crops per call of the compiled model."""
+        size, probabilities = self._config.batch_size, []
+        for start in range(0, len(items), size):
+            batch = np.concatenate([self.to_input(p) for p in items[start : start + size]])
+            logits = torch.from_numpy(np.asarray(compiled(batch)[0], dtype=np.float32))
+            probabilities.append(fake_probabilities_from_logits(logits, self._settings).numpy())
+        return np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32)
+
+    def _videos(
+        self, items: list[int], probabilities: np.ndarray
+    ) -> dict[str, tuple[int, float | None]]:
+        """These crops' video probabilities, aggregated as the check aggregates them."""
+        picked = [self._crops[p] for p in items]
+        scores = CropScores(
+            video_ids=[crop.video_id for crop in picked],
+            frame_indices=[crop.frame_index for crop in picked],
+            labels=np.array([crop.label for crop in picked], dtype=np.int64),
+            probabilities=probabilities,
+            loss=0.0,
+        )
+        return video_probabilities(scores, self._config.aggregation)
 
 
 def check_int8(
