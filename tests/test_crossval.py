@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from training.crossval import fold_split, main, parse_folds
 from training.data_dir import load_split
-from training.metrics import bootstrap_interval
+from training.metrics import bootstrap_interval, rank_auc
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_bootstrap_interval_brackets_the_estimate_and_needs_both_classes():
     rng = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 30)
     scores = np.concatenate([rng.normal(0, 1, 30), rng.normal(1, 1, 30)])
-    low, high = bootstrap_interval(labels, scores, roc_auc_score)
+    low, high = bootstrap_interval(labels, scores, rank_auc)
     assert low < roc_auc_score(labels, scores) < high and low >= 0.0 and high <= 1.0
     # Frames of one video share its offset: resampling frames as if independent understates
     # the uncertainty; resampling videos does not.
@@ -39,10 +39,10 @@ def test_bootstrap_interval_brackets_the_estimate_and_needs_both_classes():
     frame_labels = (videos >= 6).astype(int)
     offsets = rng.normal(0, 1, 12)
     frame_scores = frame_labels + offsets[videos] + rng.normal(0, 0.2, len(videos))
-    naive = bootstrap_interval(frame_labels, frame_scores, roc_auc_score)
-    clustered = bootstrap_interval(frame_labels, frame_scores, roc_auc_score, clusters=videos)
+    naive = bootstrap_interval(frame_labels, frame_scores, rank_auc)
+    clustered = bootstrap_interval(frame_labels, frame_scores, rank_auc, clusters=videos)
     assert clustered[1] - clustered[0] > 1.5 * (naive[1] - naive[0])
-    assert np.isnan(bootstrap_interval([0, 0], [0.1, 0.2], roc_auc_score)).all()
+    assert np.isnan(bootstrap_interval([0, 0], [0.1, 0.2], rank_auc)).all()
 
 
 def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkeypatch):
@@ -97,3 +97,12 @@ def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkey
         assert metrics[f"{name}_low"] <= metrics[name] <= metrics[f"{name}_high"], name
     # Every swap of a held-out group was made on a held-out real clip: all are paired.
     assert metrics["paired_swaps"] == sum(video["label"] for video in served.values())
+
+
+def test_the_bootstraps_rank_auc_is_sklearns_roc_auc_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 40)
+        labels[:2] = [0, 1]
+        scores = rng.integers(0, 10, 40) / 10  # many ties
+        assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)

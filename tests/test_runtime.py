@@ -70,9 +70,9 @@ def test_auto_tries_bf16_only_with_native_bf16():
     # openvino-bf16 runs fp32 where bf16 is not native (then the tolerance is loose for it).
     [
         ("torch-fp32-cl", 1e-4),
-        ("openvino-fp32", 1e-4),
+        pytest.param("openvino-fp32", 1e-4, marks=pytest.mark.integration),  # compiles: ~5 s
         ("torch-bf16-cl", 0.02),
-        ("openvino-bf16", 0.02),
+        pytest.param("openvino-bf16", 0.02, marks=pytest.mark.integration),
     ],
 )
 def test_every_path_gives_the_baseline_probabilities(network_and_crops, path, tolerance):
@@ -97,6 +97,7 @@ def test_a_channels_last_path_leaves_the_callers_network_as_it_was():
     assert not first_conv.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.integration  # compiles an OpenVINO model twice: ~5 s
 def test_openvino_follows_a_new_thread_count(network_and_crops):
     network, settings, crops = network_and_crops
     classifier = prepare_classifier(network, settings, InferencePath("openvino-fp32"), 2)
@@ -107,6 +108,7 @@ def test_openvino_follows_a_new_thread_count(network_and_crops):
     np.testing.assert_allclose(classify_crops(classifier, settings, crops, 8), before, atol=1e-6)
 
 
+@pytest.mark.integration  # compiles OpenVINO models: ~10-15 s on 2 cores
 def test_openvino_reports_the_precision_it_really_runs(network_and_crops):
     network, settings, _ = network_and_crops
     fp32 = prepare_classifier(network, settings, InferencePath("openvino-fp32"), 2)
@@ -118,6 +120,7 @@ def test_openvino_reports_the_precision_it_really_runs(network_and_crops):
     assert bf16.precision == ("bf16" if runs_bf16 else "fp32")
 
 
+@pytest.mark.integration  # compiles OpenVINO models: ~10-15 s on 2 cores
 def test_several_paths_are_timed_and_the_fastest_kept(network_and_crops):
     network, settings, crops = network_and_crops
     example = crops_to_batch(crops[:4], settings)

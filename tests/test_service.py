@@ -89,6 +89,7 @@ def test_workers_share_the_cores_and_a_configured_count_is_kept(service):
     assert fixed.threads == 1
 
 
+@pytest.mark.integration  # compiles an OpenVINO model: ~9 s on 2 cores
 def test_openvino_paths_return_large_buffers_to_the_os_and_torch_paths_never(monkeypatch):
     calls = []  # glibc's setting is process-wide and cannot be undone: recorded, not made
     monkeypatch.setattr("model.service.return_large_buffers_to_os", lambda: calls.append(1) or True)

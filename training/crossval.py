@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from model.config import ServiceConfig
 from model.network import load_checkpoint, save_checkpoint
@@ -42,7 +41,7 @@ from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
 from training.experiments import start_tracked_run
 from training.heldout import ServedVideo, format_metrics, served_metrics, served_video
-from training.metrics import bootstrap_interval, equal_error_rate
+from training.metrics import bootstrap_interval, equal_error_rate, rank_auc
 from training.recipe import TrainConfig, config_from_args, get_args_parser
 from training.scoring import (
     CropScores,
@@ -176,10 +175,10 @@ def summary(scores: CropScores, aggregation: str) -> dict[str, float]:
     metrics = evaluation_metrics(scores, aggregation)
     video_labels, per_video = video_scores(scores, aggregation)
     intervals = {
-        "video_auc": bootstrap_interval(video_labels, per_video, roc_auc_score),
+        "video_auc": bootstrap_interval(video_labels, per_video, rank_auc),
         "video_eer": bootstrap_interval(video_labels, per_video, equal_error_rate),
         "frame_auc": bootstrap_interval(
-            scores.labels, scores.probabilities, roc_auc_score, clusters=scores.video_ids
+            scores.labels, scores.probabilities, rank_auc, clusters=scores.video_ids
         ),
     }
     for name, (low, high) in intervals.items():

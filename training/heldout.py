@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from model.aggregation import aggregate
 from model.verdict import VerdictConfig, VideoVerdict
 from protocol.wire import FAKE, NO_FACE, UNCERTAIN
-from training.metrics import NO_FACE_SCORE, bootstrap_interval
+from training.metrics import NO_FACE_SCORE, bootstrap_interval, rank_auc
 
 # The sample group clip where one face of five is swapped and the camera barely moves: the
 # protocol reports how steady each person's score is there.
@@ -75,7 +75,7 @@ def auc_with_interval(videos: Sequence[ServedVideo], name: str) -> dict[str, flo
     scores = [video.fake_probability for video in videos]
     if len(set(labels)) < 2:
         return {}
-    low, high = bootstrap_interval(labels, scores, roc_auc_score, resamples=RESAMPLES)
+    low, high = bootstrap_interval(labels, scores, rank_auc, resamples=RESAMPLES)
     return {name: float(roc_auc_score(labels, scores)), f"{name}_low": low, f"{name}_high": high}
 
 
