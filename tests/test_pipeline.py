@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -87,6 +88,14 @@ def test_the_threshold_and_rule_make_the_label(one_face_video, network, settings
     assert banded.label == "uncertain"
     face_max = verdict(faces, VerdictConfig(aggregation="face_max", threshold=0.5))
     assert isinstance(face_max, VideoVerdict) and face_max.config.aggregation == "face_max"
+    # The rule decides the number: with a 0.9 and a 0.1 face in every frame, the mean rule
+    # says 0.5 and face_max (each frame's most suspicious face) 0.9.
+    for frame in faces.frames:
+        frame.faces[0].fake_probability = 0.9
+        frame.faces.append(dataclasses.replace(frame.faces[0], fake_probability=0.1))
+    for rule, expected in (("mean", 0.5), ("face_max", 0.9)):
+        judged = verdict(faces, VerdictConfig(aggregation=rule, threshold=0.5))
+        assert judged.fake_probability == pytest.approx(expected)
 
 
 def test_batching_does_not_change_probabilities(one_face_video, network, settings, detector):
