@@ -188,7 +188,7 @@ test: setup tools browser lint  ## the whole suite except tests marked slow (wha
 	$(PY) -m pytest -m "not slow" --durations=15
 
 test-fast: setup  ## unit tests: no server, browser, training run or tools venv (< 2 min)
-	$(PY) -m pytest -n auto -m "not serving and not browser and not integration and not slow"
+	$(PY) -m pytest -m "not serving and not browser and not integration and not slow"
 
 test-slow: setup  ## only the tests marked slow
 	$(PY) -m pytest -m slow
