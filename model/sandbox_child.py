@@ -160,9 +160,8 @@ def decode(channel: socket.socket, limits: SandboxConfig, credentials: Credentia
                     "confined": asdict(confined),
                 },
             )
-            _, memory, _, _ = socket.recv_fds(
-                channel, 1, 1
-            )  # the frame slots (model/frame_slots.py)
+            # The frame slots the worker made (model/frame_slots.py), then the sampling.
+            _, memory, _, _ = socket.recv_fds(channel, 1, 1)
             order = json.loads(receive_message(channel, 2**20))
             height, width = reader.info.height, reader.info.width
             with FrameSlots(memory[0], height * width * 3, int(order["slots"])) as slots:

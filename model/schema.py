@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     one or more (repeating the flag adds more); a field without a default is required; a
     field's metadata may give `help`, make it `positional` or name its `flag`."""
     leaves = list(_leaves(cls, ()))
-    counts: dict[str, int] = {}
-    for path, _, _ in leaves:
-        counts[path[-1]] = counts.get(path[-1], 0) + 1
+    counts = Counter(path[-1] for path, _, _ in leaves)
     for path, hint, spec in leaves:
         name = path[-1] if counts[path[-1]] == 1 else "_".join(path)
         default = _default(spec)
@@ -144,11 +143,16 @@ def _default(spec: dataclasses.Field) -> Any:
 
 def _scalar(hint: Any) -> tuple[Any, bool]:
     """The one type a flag parses to, and whether None is allowed too."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed = _alternatives(hint)
     kinds = [kind for kind in allowed if kind is not type(None)]
     if len(kinds) != 1 or not (kinds[0] in _SCALARS or typing.get_origin(kinds[0]) is tuple):
         raise TypeError(f"no command-line flag for a field of type {hint}")
     return kinds[0], len(kinds) < len(allowed)
+
+
+def _alternatives(hint: Any) -> tuple[Any, ...]:
+    """The types a `A | B` annotation allows; a plain annotation's own type."""
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
 
 
 def _or_none(parse: Any) -> Any:
@@ -166,7 +170,7 @@ def _shown(value: Any) -> str:
 def _value(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_mapping(hint, value, where)
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    allowed = _alternatives(hint)
     for kind in allowed:
         if kind is type(None) and value is None:
             return None
