@@ -174,7 +174,10 @@ class DecoderSandbox:
         ours, theirs = socket.socketpair()
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(_PACKAGE_ROOT),
+            # The worker's own PYTHONPATH too: packages installed with `pip --target` live there.
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])
+            ),
             # One thread in numpy's BLAS: the zygote forks, and threads do not survive a fork.
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
