@@ -200,13 +200,14 @@ def test_a_dead_zygote_is_replaced_and_a_stuck_one_is_a_server_error(one_face_vi
         decoder.close()
 
 
-def test_the_zygote_sees_packages_on_the_workers_pythonpath(tmp_path, monkeypatch):
+def test_the_zygote_sees_packages_on_the_workers_pythonpath(tmp_path, monkeypatch, one_face_video):
     # A worker whose packages were installed with `pip --target` finds them through PYTHONPATH;
     # its decoding child must find them too, or it cannot import av there.
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     decoder = DecoderSandbox()
     try:
         decoder.start()
+        _frames(decoder.open(one_face_video.path))  # the zygote has run: its environ is its own
         with open(f"/proc/{decoder.zygote_pid}/environ", "rb") as listing:
             variables = dict(item.split(b"=", 1) for item in listing.read().split(b"\0") if item)
         paths = variables[b"PYTHONPATH"].decode().split(os.pathsep)
