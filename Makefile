@@ -187,8 +187,13 @@ kserve-validate: tools  ## check deploy/kserve/inferenceservice*.yaml against th
 test: setup tools browser lint  ## the whole suite except tests marked slow (what CI runs)
 	$(PY) -m pytest -m "not slow" --durations=15
 
+# Modules whose every test is in a slower tier are not even imported by the fast one (their
+# imports, gradio, MLflow and Playwright among them, cost ~7 s of collection).
+SLOWER_TIER_MODULES := $(shell grep -lE '^pytestmark = .*mark\.(serving|browser|integration)\b' tests/test_*.py)
+
 test-fast: setup  ## unit tests: no server, browser, training run or tools venv (< 2 min)
-	$(PY) -m pytest -m "not serving and not browser and not integration and not slow"
+	$(PY) -m pytest -m "not serving and not browser and not integration and not slow" \
+		$(addprefix --ignore=,$(SLOWER_TIER_MODULES))
 
 test-slow: setup  ## only the tests marked slow
 	$(PY) -m pytest -m slow

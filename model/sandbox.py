@@ -97,7 +97,7 @@ class DecoderSandbox:
         except (OSError, ValueError) as error:  # the zygote is gone or stuck: a server fault
             ours.close()
             code = self._zygote.poll() if self._zygote else None
-            self.close()  # the next video starts a fresh one
+            self._abandon()
             raise RuntimeError(
                 f"the decoding sandbox's zygote is gone or stuck (exit code {code}; {error!r}); "
                 "its stderr in the worker log says why"
@@ -150,15 +150,22 @@ class DecoderSandbox:
         try:
             report = json.loads(receive_message(self._control, _HEADER_BYTES))
         except (OSError, ValueError):
-            self.close()  # out of step or gone: the next video starts a fresh zygote
+            self._abandon()
             return {"signal": "unknown"}
         finally:
             if self._control is not None:
                 self._control.settimeout(None)
         if report.get("pid") != pid:
-            self.close()
+            self._abandon()
             return {"signal": "unknown"}
         return report
+
+    def _abandon(self) -> None:
+        """A zygote gone, stuck or out of step: killed rather than waited for (a stuck one
+        would hold the request 5 s); the next video starts a fresh one."""
+        if self._zygote is not None and self._zygote.poll() is None:
+            self._zygote.kill()
+        self.close()
 
     def close(self) -> None:
         """Stop the zygote (the next video starts a new one)."""

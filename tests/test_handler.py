@@ -78,11 +78,16 @@ class FakeContext:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """deepfake.mar (random 160 px weights, the shipped config) unpacked like a worker's."""
+    """deepfake.mar (random 160 px weights, the shipped config on torch's path: OpenVINO's
+    conversion, 5 s a worker, is tested in the integration tier) unpacked like a worker's."""
     folder = tmp_path_factory.mktemp("handler")
     settings = ModelSettings(name="deepfake-handler-test", version="0.4.0", input_size=160)
     checkpoint = random_checkpoint(folder / "best.pt", settings)
-    mar = build_archive(checkpoint, folder / "store")
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["deepfake"] = {"engine": {"inference_path": "torch-fp32-cl"}}
+    config_file = folder / "model-config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    mar = build_archive(checkpoint, folder / "store", config_file=config_file)
     unpacked = folder / "model_dir"
     zipfile.ZipFile(mar).extractall(unpacked)
     return unpacked

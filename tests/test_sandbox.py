@@ -193,8 +193,13 @@ def test_a_dead_zygote_is_replaced_and_a_stuck_one_is_a_server_error(one_face_vi
         monkeypatch.setattr(model.sandbox, "_REPORT_TIMEOUT_S", 1.0)
         stuck = decoder.zygote_pid
         os.kill(stuck, signal.SIGSTOP)  # alive but answering nothing
+        asked = time.monotonic()
         with pytest.raises(RuntimeError, match="zygote is gone or stuck"):
             decoder.open(one_face_video.path)
+        # Killed after the 1 s it had to answer, not given the 5 s a zygote has to quit.
+        assert time.monotonic() - asked < 4.0
+        with pytest.raises(ProcessLookupError):
+            os.kill(stuck, 0)
         assert len(_frames(decoder.open(one_face_video.path))[2]) > 0  # a fresh one again
     finally:
         decoder.close()
