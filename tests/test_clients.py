@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from model.aggregation import FACE_RULE_FUNCTIONS
 from protocol import wire
 from support.torchserve import REPO_ROOT
@@ -23,6 +25,7 @@ def imported_after(statement: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(result.stdout)}
 
 
+@pytest.mark.integration  # a fresh interpreter importing gradio: 5-7 s
 def test_the_clients_import_no_worker_library():
     loaded = imported_after(
         "import client.__main__, client.api, client.healthcheck, client.report, client.sheet, "
