@@ -12,8 +12,8 @@ from client.api import ServerError
 from model.report import encode_image_base64
 from protocol.wire import CREDENTIAL_STATUSES
 from ui import present
-from ui.app import FRAMES, INTERVAL, SERVER_DEFAULT, UiConfig, failure_message, readable_json
-from ui.app import request_options as page_options
+from ui.form import FRAMES, INTERVAL, SERVER_DEFAULT, UiConfig, failure_message, readable_json
+from ui.form import request_options as page_options
 
 CROP = encode_image_base64(np.full((8, 8, 3), 200, np.uint8), ".jpg")
 
