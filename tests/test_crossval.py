@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.crossval import fold_split, main, parse_folds
+from training.crossval import main
 from training.data_dir import load_split
+from training.folds import fold_split, parse_folds
 from training.metrics import bootstrap_interval, rank_auc
 
 pytestmark = pytest.mark.integration

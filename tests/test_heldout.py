@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from model.verdict import VerdictConfig
-from training.crossval import protocol_folds
+from training.folds import protocol_folds
 from training.heldout import (
     GROUP_CLIP,
     ServedVideo,

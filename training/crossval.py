@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from training.calibration import (
 from training.data_dir import load_split, write_split
 from training.dataset import FaceCrops, split_items
 from training.experiments import start_tracked_run
+from training.folds import PROTOCOL_FOLDS, fold_split, parse_folds, protocol_folds
 from training.heldout import ServedVideo, format_metrics, served_metrics, served_video
 from training.metrics import bootstrap_interval, equal_error_rate, rank_auc
 from training.recipe import TrainConfig, config_from_args, get_args_parser
@@ -52,54 +52,6 @@ from training.scoring import (
     video_scores,
 )
 from training.train import BEST_WEIGHTS, train
-
-# Groups cut from one photo with overlapping edges: one unit, held out together.
-SHARED_PHOTO_PREFIXES = ("solvay_1927_",)
-PROTOCOL_FOLDS = 5
-
-
-def protocol_folds(split: dict, fold_count: int = PROTOCOL_FOLDS) -> list[list[str]]:
-    """Every group held out exactly once in `fold_count` folds balanced by swaps, then real
-    clips: units (a group, or the groups of one shared photo) are dealt most swaps first, then
-    most reals, then by name, each to the fold with the fewest swaps, then reals, then lowest
-    number. Deterministic: no seed, nothing looked at but the labels."""
-    units: dict[str, list[str]] = {}
-    for group in sorted({video["group"] for video in split["videos"]}):
-        unit = next((p for p in SHARED_PHOTO_PREFIXES if group.startswith(p)), group)
-        units.setdefault(unit, []).append(group)
-    counts = {
-        unit: Counter(v["label"] for v in split["videos"] if v["group"] in groups)
-        for unit, groups in units.items()
-    }
-    if len(units) < fold_count:
-        raise ValueError(f"{len(units)} identity groups cannot fill {fold_count} folds")
-    order = sorted(units, key=lambda u: (-counts[u]["fake"], -counts[u]["real"], u))
-    folds: list[list[str]] = [[] for _ in range(fold_count)]
-    placed = [Counter() for _ in range(fold_count)]
-    for unit in order:
-        number = min(range(fold_count), key=lambda n: (placed[n]["fake"], placed[n]["real"], n))
-        folds[number].extend(units[unit])
-        placed[number].update(counts[unit])
-    return [sorted(fold) for fold in folds]
-
-
-def parse_folds(text: str) -> list[list[str]]:
-    """ "a;b;c,d" -> [["a"], ["b"], ["c", "d"]]."""
-    return [
-        [group.strip() for group in fold.split(",") if group.strip()] for fold in text.split(";")
-    ]
-
-
-def fold_split(split: dict, held_out: list[str]) -> dict:
-    """The split with the held-out groups' videos as validation and every other as training."""
-    unknown = sorted(set(held_out) - {v["group"] for v in split["videos"]})
-    if unknown:
-        raise ValueError(f"no videos of group(s) {unknown} in the split")
-    videos = [
-        dict(video, split="val" if video["group"] in held_out else "train")
-        for video in split["videos"]
-    ]
-    return dict(split, videos=videos)
 
 
 @dataclass
