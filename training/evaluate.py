@@ -25,7 +25,7 @@ import numpy as np
 
 from model.config import ServiceConfig
 from model.network import DEFAULT_CHECKPOINT, ModelSettings, file_sha256, load_checkpoint
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.service import DetectorService
 from model.verdict import VerdictConfig
 from model.video import SamplingConfig
@@ -188,7 +188,7 @@ class EvaluateCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, EvaluateCommand)
-    command = from_arguments(parser.parse_args(argv), EvaluateCommand)
+    command = parse_command(parser, EvaluateCommand, argv)
 
     if command.videos.is_dir():
         served = ServiceConfig(sampling=command.sampling, verdict=command.verdict)

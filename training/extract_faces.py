@@ -33,7 +33,7 @@ from model.errors import DeepfakeServeError
 from model.faces import DetectorConfig, FaceDetector, box_in_crop, make_detector
 from model.network import ModelSettings
 from model.pipeline import extract_faces
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig
 from protocol.wire import find_videos
 from training.landmarks import LandmarkPredictor
@@ -208,7 +208,7 @@ class ExtractCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, ExtractCommand)
-    command = from_arguments(parser.parse_args(argv), ExtractCommand)
+    command = parse_command(parser, ExtractCommand, argv)
     try:
         jobs = video_jobs(command.video_dirs, command.image_dir)
     except ValueError as error:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from model.config import ServiceConfig
 from model.network import DEFAULT_CHECKPOINT
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.service import DetectorService
 from model.verdict import VerdictConfig
 from model.video import SamplingConfig
@@ -53,7 +53,7 @@ def outcome_lines(outcome: VideoOutcome, video_dir: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, InferCommand)
-    command = from_arguments(parser.parse_args(argv), InferCommand)
+    command = parse_command(parser, InferCommand, argv)
 
     paths = sorted(
         path

@@ -34,7 +34,7 @@ from model.runtime import (
     compile_for_cpu,
     convert_to_openvino,
 )
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from model.video import evenly_spaced
 from training.data_dir import check_crop_size, load_split
 from training.dataset import Collate, FaceCrops, split_items
@@ -255,7 +255,7 @@ class QuantizeCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser, QuantizeCommand)
-    command = from_arguments(parser.parse_args(argv), QuantizeCommand)
+    command = parse_command(parser, QuantizeCommand, argv)
     check = build_int8(command.checkpoint, command.split, command.output, command.quantize)
     print(json.dumps(check.as_dict(), indent=2))
     return 0 if check.accepted else 1

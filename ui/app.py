@@ -25,7 +25,7 @@ import gradio as gr
 import pandas as pd
 
 from client.report import evidence_record, write_evidence_report
-from model.schema import add_arguments, from_arguments
+from model.schema import add_arguments, parse_command
 from protocol.wire import AGGREGATIONS
 from ui import present
 from ui.form import (
@@ -222,7 +222,7 @@ def build_app(config: UiConfig) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, UiConfig)
-    config = from_arguments(parser.parse_args(argv), UiConfig)
+    config = parse_command(parser, UiConfig, argv)
     app = build_app(config)
     allowed = [str(config.samples)] if config.samples and config.samples.is_dir() else []
     print(f"ui: http://{config.host}:{config.port} -> {config.inference_url}", flush=True)
