@@ -17,6 +17,7 @@ from model.faces import (
     resize_square,
 )
 from model.video import SamplingConfig, read_sampled_frames
+from support.video_factory import grace_hopper_rgb
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +95,12 @@ def test_max_faces_keeps_the_best(sample_videos):
     everyone = make_detector(DetectorConfig()).detect(frames[0].rgb)
     assert len(best_two) == 2
     assert best_two == everyone[:2]
+
+
+def test_every_face_of_a_crowd_is_kept():
+    portrait = cv2.resize(grace_hopper_rgb(), (256, 300), interpolation=cv2.INTER_AREA)
+    crowd = np.vstack([np.hstack([portrait] * 5)] * 3)  # 15 faces, 1280 x 900
+    assert len(make_detector(DetectorConfig()).detect(crowd)) == 15
 
 
 def test_crop_is_the_model_input_size(one_face_video):
