@@ -79,7 +79,8 @@ class FakeContext:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """deepfake.mar (random 160 px weights, the shipped config on torch's path: OpenVINO's
-    conversion, 5 s a worker, is tested in the integration tier) unpacked like a worker's."""
+    conversion, 5 s a worker, is tested by the real servers of test_serving) unpacked like a
+    worker's."""
     folder = tmp_path_factory.mktemp("handler")
     settings = ModelSettings(name="deepfake-handler-test", version="0.4.0", input_size=160)
     checkpoint = random_checkpoint(folder / "best.pt", settings)
