@@ -97,6 +97,25 @@ def test_max_faces_keeps_the_best(sample_videos):
     assert best_two == everyone[:2]
 
 
+def test_a_small_face_beside_a_larger_one_is_searched_for_again(one_face_video):
+    """A ~80 px face (found by the fast pass, under retry_below_px) and a ~45 px one (found
+    only upsampled) in one 640 px frame: the retry adds the small face and keeps the fast
+    pass's box for the larger one, so crops of faces found before do not move."""
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
+    frame = frames[0].rgb  # 640 x 360
+    [face] = make_detector(DetectorConfig(max_faces=1)).detect(frame)
+    canvas = np.zeros_like(frame)
+    for width, left in ((80, 0), (45, 400)):
+        shrink = width / face.box.width
+        copy = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        canvas[: copy.shape[0], left : left + copy.shape[1]] = copy[:, : 640 - left]
+    fast_only = make_detector(DetectorConfig(retry_below_px=None)).detect(canvas)
+    assert len(fast_only) == 1 and fast_only[0].box.width < 100
+    both = make_detector(DetectorConfig(retry_below_px=100)).detect(canvas)
+    assert len(both) == 2 and fast_only[0] in both
+    assert min(d.box.width for d in both) == pytest.approx(45, abs=12)
+
+
 def test_every_face_of_a_crowd_is_kept():
     portrait = cv2.resize(grace_hopper_rgb(), (256, 300), interpolation=cv2.INTER_AREA)
     crowd = np.vstack([np.hstack([portrait] * 5)] * 3)  # 15 faces, 1280 x 900
