@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.faces import DetectorConfig, FaceBox, make_detector
+from model.faces import DetectorConfig, FaceBox, iou, make_detector
 from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig, read_sampled_frames
 from support.samples import SAMPLE_DATA
@@ -110,14 +110,6 @@ class FacesBenchCommand:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
 
 
-def iou(a: FaceBox, b: FaceBox) -> float:
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    inter = max(0, width) * max(0, height)
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union else 0.0
-
-
 def _first_frame(reference: str) -> np.ndarray:
     root, relative = reference.split(":", 1)
     _, frames = read_sampled_frames(ROOTS[root] / relative, SamplingConfig(num_frames=1))
@@ -178,10 +170,8 @@ def recall_frames(recall_set: Path = RECALL_SET) -> Iterator[TruthFrame]:
     mosaic = np.zeros((rows * tile_height, MOSAIC_COLUMNS * MOSAIC_TILE_WIDTH, 3), np.uint8)
     faces: list[TruthFace] = []
     for number, tile in enumerate(tiles):
-        x, y = (
-            (number % MOSAIC_COLUMNS) * MOSAIC_TILE_WIDTH,
-            (number // MOSAIC_COLUMNS) * tile_height,
-        )
+        row, column = divmod(number, MOSAIC_COLUMNS)
+        x, y = column * MOSAIC_TILE_WIDTH, row * tile_height
         mosaic[y : y + tile_height, x : x + MOSAIC_TILE_WIDTH] = cv2.resize(
             tile.rgb, (MOSAIC_TILE_WIDTH, tile_height), interpolation=cv2.INTER_AREA
         )

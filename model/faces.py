@@ -32,6 +32,16 @@ class FaceBox:
         return [self.x0, self.y0, self.x1, self.y1]
 
 
+def iou(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes, in [0, 1]."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
 @dataclass(frozen=True)
 class Detection:
     """A face the detector found: its box in source pixels and the detector's confidence."""
@@ -110,32 +120,31 @@ class DlibHogDetector:
         retry = self.config.retry_upsample
         if retry is not None and retry != self.config.upsample and self._worth_retrying(found):
             found += [
-                (rect, score)
-                for rect, score in self._search(searched, retry)
-                if all(_overlap(rect, kept) < 0.3 for kept, _ in found)
+                (box, score)
+                for box, score in self._search(searched, retry)
+                if all(iou(box, kept) < 0.3 for kept, _ in found)
             ]
         detections = [
-            Detection(_to_source_box(rect, scale, width, height), score) for rect, score in found
+            Detection(_to_source_box(box, scale, width, height), score) for box, score in found
         ]
         detections = [d for d in detections if d.box.width > 0 and d.box.height > 0]
         detections.sort(key=lambda d: d.score, reverse=True)
         return detections[: self.config.max_faces]
 
-    def _search(self, searched: np.ndarray, upsample: int) -> list[tuple[dlib.rectangle, float]]:
+    def _search(self, searched: np.ndarray, upsample: int) -> list[tuple[FaceBox, float]]:
+        """Boxes in the searched copy's pixels (dlib's inclusive corners made exclusive; they
+        may reach past the copy's edge) and their scores."""
         rects, scores, _ = self._detector.run(searched, upsample, self.config.min_score)
-        return [(rect, float(score)) for rect, score in zip(rects, scores, strict=True)]
+        return [
+            (FaceBox(rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1), float(score))
+            for rect, score in zip(rects, scores, strict=True)
+        ]
 
-    def _worth_retrying(self, found: list[tuple[dlib.rectangle, float]]) -> bool:
+    def _worth_retrying(self, found: list[tuple[FaceBox, float]]) -> bool:
         if not found:
             return True
         below = self.config.retry_below_px
-        return below is not None and min(rect.width() for rect, _ in found) < below
-
-
-def _overlap(a: dlib.rectangle, b: dlib.rectangle) -> float:
-    """Intersection over union of two dlib rectangles."""
-    inter = a.intersect(b).area()  # 0 when they do not meet
-    return inter / (a.area() + b.area() - inter)
+        return below is not None and min(box.width for box, _ in found) < below
 
 
 DETECTORS: dict[str, Callable[[DetectorConfig], FaceDetector]] = {"dlib_hog": DlibHogDetector}
@@ -146,12 +155,9 @@ def make_detector(config: DetectorConfig) -> FaceDetector:
     return DETECTORS[config.kind](config)
 
 
-def _to_source_box(rect: dlib.rectangle, scale: float, width: int, height: int) -> FaceBox:
-    # dlib rectangles are inclusive and may reach past the image edge.
-    x0 = round(rect.left() / scale)
-    y0 = round(rect.top() / scale)
-    x1 = round((rect.right() + 1) / scale)
-    y1 = round((rect.bottom() + 1) / scale)
+def _to_source_box(box: FaceBox, scale: float, width: int, height: int) -> FaceBox:
+    """A box of the searched copy in source pixels, clipped to the frame."""
+    x0, y0, x1, y1 = (round(v / scale) for v in box.as_list())
     return FaceBox(max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
 
 

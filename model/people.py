@@ -19,7 +19,7 @@ import cv2
 import dlib
 import numpy as np
 
-from model.faces import FaceBox, box_in_crop
+from model.faces import FaceBox, box_in_crop, iou
 from model.pipeline import Face, FrameFaces
 
 
@@ -233,16 +233,6 @@ def _histogram(face: Face) -> np.ndarray:
     hsv = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
     return cv2.normalize(histogram, histogram)
-
-
-def iou(a: FaceBox, b: FaceBox) -> float:
-    """Intersection over union of two boxes, in [0, 1]."""
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / (a.width * a.height + b.width * b.height - inter)
 
 
 def segments(person: Person, threshold: float, config: TrackingConfig) -> list[Segment]:

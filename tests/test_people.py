@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from model.faces import DetectorConfig, FaceBox, make_detector
+from model.faces import DetectorConfig, FaceBox, iou, make_detector
 from model.network import ModelSettings
-from model.people import FaceDescriber, Person, TrackingConfig, iou, link_people, segments
+from model.people import FaceDescriber, Person, TrackingConfig, link_people, segments
 from model.pipeline import Face, extract_faces
 from model.verdict import VerdictConfig, verdict
 from model.video import SamplingConfig
