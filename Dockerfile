@@ -50,12 +50,14 @@ RUN apt-get update \
 
 # torch and torchvision first, at requirements.txt's versions, from TORCH_INDEX_URL; the second
 # install then finds them satisfied (2.14.1+cpu satisfies ==2.14.1) and takes the rest from PyPI.
-COPY requirements.txt /tmp/requirements.txt
+# Then facenet-pytorch without its (stale) dependency pins: see requirements-nodeps.txt.
+COPY requirements.txt requirements-nodeps.txt /tmp/
 RUN grep -E '^(torch|torchvision)==' /tmp/requirements.txt > /tmp/torch.txt \
     && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" -r /tmp/torch.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && pip check \
-    && rm /tmp/requirements.txt /tmp/torch.txt
+    && pip install --no-cache-dir --no-deps --require-hashes -r /tmp/requirements-nodeps.txt \
+    && rm /tmp/requirements.txt /tmp/requirements-nodeps.txt /tmp/torch.txt
 
 RUN useradd --create-home --uid 10001 serve
 WORKDIR /home/serve/app

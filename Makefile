@@ -75,11 +75,13 @@ check-java:  ## TorchServe needs a Java 17+ runtime
 		     "apt-get install openjdk-17-jre-headless" >&2; exit 1; fi; \
 	echo "Java $$version found"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip uninstall --quiet --yes facenet-pytorch  # a re-run: its stale pins fail the check
 	$(PY) -m pip check
+	$(PY) -m pip install --no-deps --require-hashes -r requirements-nodeps.txt
 	touch $@
 
 tools: $(TOOLS_VENV)/.installed  ## .venv-tools: the KServe SDK that checks deploy/kserve/ (~1 min)

@@ -58,7 +58,7 @@ BASELINE_SETTINGS = {
         "crops_per_batch": 64,  # the sampling's cap: every crop of a clip in one forward
         "return_large_buffers_to_os": False,
     },
-    "detector": {"grey": False, "upsample": 0, "retry_upsample": None},
+    "detector": {"grey": False, "upsample": 0, "retry_with": None},
     "sandbox": {"enabled": False},  # decoded inside the worker, as such a handler would
 }
 # The shipped settings with uploads decoded inside the worker: the sandbox's cost is the

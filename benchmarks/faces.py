@@ -41,18 +41,26 @@ MOSAIC_COLUMNS, MOSAIC_TILE_WIDTH = 3, 640
 ROLL_DEGREES = 20.0
 SIZE_BANDS = ((40, 80), (80, 160), (160, 10**6))
 
-# The configurations compared: "served" is what a worker runs (DetectorConfig()). Before it
-# kept 40 faces a frame it kept 10, and before it searched again below 100 px it retried only
-# frames where nothing was found.
-CONFIGS = {
-    "served": DetectorConfig(),
-    "10-faces-a-frame": DetectorConfig(max_faces=10, retry_below_px=None),
-    "retry-when-none": DetectorConfig(retry_below_px=None),
-    "retry-below-130": DetectorConfig(retry_below_px=130),
-    "upsample-1": DetectorConfig(upsample=1, retry_upsample=None),
-    "width-1280": DetectorConfig(detect_width=1280, retry_below_px=None),
-    "width-1280-upsample-1": DetectorConfig(detect_width=1280, upsample=1, retry_upsample=None),
-    "full-res-upsample-1": DetectorConfig(detect_width=10**5, upsample=1, retry_upsample=None),
+# The configurations compared, each with the sampled frame's number it is measured as: the
+# served detector looks twice at frame 0 and every `retry_every`-th ("served-first-frame"), and
+# on the frames between only where a face is small or none was found ("served"). Before MTCNN
+# was the second look, HOG searched again at upsample 1 ("hog-retry"); before that it retried
+# only frames where nothing was found, and kept 10 faces a frame.
+HOG_ONLY = {"retry_with": "hog", "retry_every": None}
+CONFIGS: dict[str, tuple[DetectorConfig, int]] = {
+    "served": (DetectorConfig(), 1),
+    "served-first-frame": (DetectorConfig(), 0),
+    "mtcnn-min-face-20": (DetectorConfig(retry_min_face_px=20), 1),
+    "hog-retry": (DetectorConfig(**HOG_ONLY), 1),
+    "hog-10-faces-a-frame": (DetectorConfig(max_faces=10, retry_below_px=None, **HOG_ONLY), 1),
+    "hog-retry-when-none": (DetectorConfig(retry_below_px=None, **HOG_ONLY), 1),
+    "hog-upsample-1": (DetectorConfig(upsample=1, retry_with=None), 1),
+    "hog-width-1280": (DetectorConfig(detect_width=1280, retry_below_px=None, **HOG_ONLY), 1),
+    "hog-width-1280-upsample-1": (
+        DetectorConfig(detect_width=1280, upsample=1, retry_with=None),
+        1,
+    ),
+    "hog-full-res-upsample-1": (DetectorConfig(detect_width=10**5, upsample=1, retry_with=None), 1),
 }
 
 
@@ -215,14 +223,16 @@ def score_frame(result: ConfigResult, frame: TruthFrame, found: list[FaceBox], m
             result.frontal_to_three_quarter.total += 1
 
 
-def measure(config: DetectorConfig, frames: list[TruthFrame], repeats: int, min_px: int):
+def measure(
+    config: DetectorConfig, frame_number: int, frames: list[TruthFrame], repeats: int, min_px: int
+):
     detector = make_detector(config)
     result = ConfigResult()
     for frame in frames:
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            detections = detector.detect(frame.rgb)
+            detections = detector.detect(frame.rgb, frame_number)
             times.append(time.perf_counter() - started)
         result.seconds[frame.kind].append(statistics.median(times))
         score_frame(result, frame, [d.box for d in detections], min_px)
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     counted = sum(1 for f in frames for face in f.faces if face.box.width >= min_px)
     print(f"faces: recall set: {len(frames)} frames, {counted} faces >= {min_px} px")
     for name in command.configs:
-        report(name, measure(CONFIGS[name], frames, command.repeats, min_px))
+        report(name, measure(*CONFIGS[name], frames, command.repeats, min_px))
     return 0
 
 

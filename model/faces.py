@@ -44,18 +44,24 @@ def iou(a: FaceBox, b: FaceBox) -> float:
 
 @dataclass(frozen=True)
 class Detection:
-    """A face the detector found: its box in source pixels and the detector's confidence."""
+    """A face the detector found: its box in source pixels, which search found it, and that
+    search's confidence (dlib HOG's SVM margin, or MTCNN's face probability in [0, 1])."""
 
     box: FaceBox
     score: float
+    found_by: str = "dlib_hog"
 
 
 class FaceDetector(Protocol):
-    """Anything that finds faces in an upright (H, W, 3) uint8 RGB frame, best first."""
+    """Anything that finds faces in an upright (H, W, 3) uint8 RGB frame, best first.
+    `frame_number` counts a video's sampled frames from 0 (a lone image is frame 0)."""
 
     name: str
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]: ...
+    def detect(self, rgb: np.ndarray, frame_number: int = 0) -> list[Detection]: ...
+
+
+RETRY_WITH = ("mtcnn", "hog", None)
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,18 @@ class DetectorConfig:
     # (None: never), so large faces cost the fast pass and small ones are still found when
     # they are the only faces in the frame.
     upsample: int = 0
-    retry_upsample: int | None = 1
-    # Also search again when the smallest face found is narrower than this in the searched copy
-    # (None: only when nothing was found): where one face is that small, smaller ones the fast
-    # pass cannot see are likely (recall 84% -> 90% on the recall set; a newscast's large face
-    # never pays for it). Faces the fast pass found keep its boxes; the retry adds faces.
+    # A second search of the same copy finds the faces the fast pass misses: "mtcnn" (a small
+    # CNN cascade, model/mtcnn.py: recall set 90% -> 98%), "hog" (HOG again at
+    # `retry_upsample`), or None. It runs where the fast pass found nothing, where its smallest
+    # face is narrower than `retry_below_px` (smaller ones it cannot see are likely), and on
+    # every `retry_every`-th sampled frame from the first (faces HOG misses by pose: a person
+    # turned away beside five frontal ones is found there and tracking links the frames). Faces
+    # the fast pass found keep its boxes (their crops and scores do not move); it adds faces.
+    retry_with: str | None = "mtcnn"
+    retry_upsample: int = 1
     retry_below_px: int | None = 100
+    retry_every: int | None = 8
+    retry_min_face_px: int = 40  # MTCNN's smallest face, in the searched copy's pixels
     min_score: float = 0.0  # dlib's adjust_threshold: raise to drop weak detections
     # Per frame, highest scores kept: a crowd's faces all count (10 lost 8 of a mosaic's 18,
     # benchmarks/faces.py); the per-video `limits.max_faces` bounds the work.
@@ -87,11 +99,16 @@ class DetectorConfig:
         if self.detect_width < 32:
             raise ValueError(f"detect_width must be at least 32 px, got {self.detect_width}")
         for name in ("upsample", "retry_upsample"):
+            if not 0 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be 0, 1 or 2, got {getattr(self, name)}")
+        if self.retry_with not in RETRY_WITH:
+            raise ValueError(f"retry_with must be one of {RETRY_WITH}, got {self.retry_with!r}")
+        for name in ("retry_below_px", "retry_every"):
             value = getattr(self, name)
-            if value is not None and not 0 <= value <= 2:
-                raise ValueError(f"{name} must be 0, 1 or 2, got {value}")
-        if self.retry_below_px is not None and self.retry_below_px < 1:
-            raise ValueError(f"retry_below_px must be positive or None, got {self.retry_below_px}")
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive or None, got {value}")
+        if self.retry_min_face_px < 12:
+            raise ValueError(f"retry_min_face_px must be at least 12, got {self.retry_min_face_px}")
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
 
@@ -104,31 +121,44 @@ class DlibHogDetector:
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
         self._detector = dlib.get_frontal_face_detector()
+        self._mtcnn = None
+        if config.retry_with == "mtcnn":
+            from model.mtcnn import MtcnnSearch  # torch-backed: only built where it is used
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
+            self._mtcnn = MtcnnSearch(config.retry_min_face_px)
+
+    def detect(self, rgb: np.ndarray, frame_number: int = 0) -> list[Detection]:
         height, width = rgb.shape[:2]
         scale = min(1.0, self.config.detect_width / width)
-        searched = rgb
+        copy = rgb
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            searched = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            copy = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         # Grey, as FaceForensics++ detected: 1.5x faster than dlib's per-channel gradients on
         # RGB, and the same faces in every sampled frame of the sample videos.
-        if self.config.grey:
-            searched = cv2.cvtColor(searched, cv2.COLOR_RGB2GRAY)
+        searched = cv2.cvtColor(copy, cv2.COLOR_RGB2GRAY) if self.config.grey else copy
         found = self._search(searched, self.config.upsample)
-        retry = self.config.retry_upsample
-        if retry is not None and retry != self.config.upsample and self._worth_retrying(found):
-            found += [
-                (box, score)
-                for box, score in self._search(searched, retry)
-                if all(iou(box, kept) < 0.3 for kept, _ in found)
-            ]
+        found.sort(key=lambda hit: hit[1], reverse=True)
+        added: list[tuple[FaceBox, float]] = []
+        if self._worth_retrying(found, frame_number):
+            again = (
+                self._mtcnn(copy)
+                if self._mtcnn is not None
+                else self._search(searched, self.config.retry_upsample)
+            )
+            added = sorted(
+                ((box, score) for box, score in again if all(iou(box, b) < 0.3 for b, _ in found)),
+                key=lambda hit: hit[1],
+                reverse=True,
+            )
+        # The fast pass's faces first, then the second look's: their scores are not on one scale.
+        second = self.config.retry_with if self._mtcnn is not None else self.name
         detections = [
-            Detection(_to_source_box(box, scale, width, height), score) for box, score in found
+            Detection(_to_source_box(box, scale, width, height), score, found_by)
+            for hits, found_by in ((found, self.name), (added, second))
+            for box, score in hits
         ]
         detections = [d for d in detections if d.box.width > 0 and d.box.height > 0]
-        detections.sort(key=lambda d: d.score, reverse=True)
         return detections[: self.config.max_faces]
 
     def _search(self, searched: np.ndarray, upsample: int) -> list[tuple[FaceBox, float]]:
@@ -140,11 +170,18 @@ class DlibHogDetector:
             for rect, score in zip(rects, scores, strict=True)
         ]
 
-    def _worth_retrying(self, found: list[tuple[FaceBox, float]]) -> bool:
-        if not found:
+    def _worth_retrying(self, found: list[tuple[FaceBox, float]], frame_number: int) -> bool:
+        config = self.config
+        if config.retry_with is None or (
+            config.retry_with == "hog" and config.retry_upsample == config.upsample
+        ):
+            return False
+        if not found or (config.retry_every is not None and frame_number % config.retry_every == 0):
             return True
-        below = self.config.retry_below_px
-        return below is not None and min(box.width for box, _ in found) < below
+        return (
+            config.retry_below_px is not None
+            and min(b.width for b, _ in found) < config.retry_below_px
+        )
 
 
 DETECTORS: dict[str, Callable[[DetectorConfig], FaceDetector]] = {"dlib_hog": DlibHogDetector}

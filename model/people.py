@@ -91,7 +91,8 @@ class Person:
     @property
     def representative(self) -> Face:
         """The face the detector was surest of."""
-        return max(self.faces, key=lambda face: face.detector_score)
+        # HOG's margins and MTCNN's probabilities are not on one scale: HOG's faces first.
+        return max(self.faces, key=lambda face: (face.found_by == "dlib_hog", face.detector_score))
 
     def predicted_box(self) -> FaceBox:
         """The last box, moved as the last two moved (constant velocity)."""

@@ -54,6 +54,7 @@ class Face:
     descriptor: np.ndarray | None = (
         None  # (128,) dlib face descriptor, only where tracking needed it
     )
+    found_by: str = "dlib_hog"  # the search that found it: "dlib_hog" or the second look's
 
     def as_json(self) -> dict[str, Any]:
         """The face's fields in the response schema (and in training's faces.json)."""
@@ -61,6 +62,7 @@ class Face:
             "box": self.box.as_list(),
             "crop_box": self.crop_box.as_list(),
             "detector_score": round(float(self.detector_score), 4),
+            "found_by": self.found_by,
         }
         if self.fake_probability is not None:
             entry["fake_probability"] = round(self.fake_probability, 6)
@@ -156,14 +158,22 @@ def _detect_each(
     timing_ms: dict[str, float],
 ) -> Iterator[FrameFaces]:
     """Each frame's faces and crops; the full frame is let go once they are cut."""
-    for frame in sampled:
+    for frame_number, frame in enumerate(sampled):
         started = time.perf_counter()
         found = []
-        for detection in detector.detect(frame.rgb):
+        for detection in detector.detect(frame.rgb, frame_number):
             crop_box = enlarged_square_box(detection.box, width, height, settings.face_crop_scale)
             crop = crop_face(frame.rgb, crop_box, settings.input_size)
             found.append(
-                Face(frame.index, frame.timestamp_s, detection.box, crop_box, detection.score, crop)
+                Face(
+                    frame.index,
+                    frame.timestamp_s,
+                    detection.box,
+                    crop_box,
+                    detection.score,
+                    crop,
+                    found_by=detection.found_by,
+                )
             )
         timing_ms["detect"] += _elapsed_ms(started)
         yield FrameFaces(frame.index, frame.timestamp_s, found)

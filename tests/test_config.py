@@ -21,14 +21,14 @@ def test_a_nested_block_sets_each_section():
         {
             "deepfake": {
                 "sampling": {"interval": 10, "num_frames": None},
-                "detector": {"retry_upsample": None, "grey": False},
+                "detector": {"retry_with": None, "grey": False},
                 "verdict": {"aggregation": "face_max", "threshold": 1},
                 "engine": {"inference_path": "torch-fp32", "torch_threads": 2},
                 "limits": {"max_duration_s": None, "max_pixels": 1000},
             }
         }
     )
-    assert config.sampling.interval == 10 and config.detector.retry_upsample is None
+    assert config.sampling.interval == 10 and config.detector.retry_with is None
     assert config.verdict.threshold == 1.0 and isinstance(config.verdict.threshold, float)
     assert config.engine.torch_threads == 2 and config.limits.max_duration_s is None
     assert config.explanations == ServiceConfig().explanations  # untouched sections: defaults

@@ -16,6 +16,7 @@ from model.faces import (
     make_detector,
     resize_square,
 )
+from model.mtcnn import WEIGHT_SHA256, WeightsError, check_weights, hog_convention
 from model.video import SamplingConfig, read_sampled_frames
 from support.video_factory import grace_hopper_rgb
 
@@ -31,8 +32,9 @@ def sample_detections(sample_videos, default_detector):
     rows = []
     for video in sample_videos:
         _, frames = read_sampled_frames(video.path, SamplingConfig(interval=20))
-        for frame in frames:
-            rows.append((video, frame.index, frame.rgb.shape, default_detector.detect(frame.rgb)))
+        for number, frame in enumerate(frames):
+            detections = default_detector.detect(frame.rgb, number)
+            rows.append((video, frame.index, frame.rgb.shape, detections))
     return rows
 
 
@@ -52,8 +54,12 @@ def test_boxes_lie_inside_the_frame_and_are_ranked(sample_detections):
             assert 0 <= box.x0 < box.x1 <= width, (video.name, index, box)
             assert 0 <= box.y0 < box.y1 <= height, (video.name, index, box)
             assert box.width >= 20 and box.height >= 20
-        scores = [d.score for d in detections]
-        assert scores == sorted(scores, reverse=True)
+        # The fast pass's faces first, best first; then the second look's, best first.
+        searches = [d.found_by for d in detections]
+        assert searches == sorted(searches, key=lambda name: name != "dlib_hog")
+        for search in set(searches):
+            scores = [d.score for d in detections if d.found_by == search]
+            assert scores == sorted(scores, reverse=True)
 
 
 def test_group_photo_gives_several_faces(sample_detections):
@@ -67,7 +73,7 @@ def test_boxes_map_back_to_source_pixels(one_face_video):
     frame = frames[0].rgb  # 640 x 360: searched as is
     doubled = cv2.resize(frame, (frame.shape[1] * 2, frame.shape[0] * 2))
     # upsample 1 on both: its finer pyramid makes the box sizes comparable to a few pixels.
-    detector = make_detector(DetectorConfig(detect_width=640, upsample=1, retry_upsample=None))
+    detector = make_detector(DetectorConfig(detect_width=640, upsample=1, retry_with=None))
     [small] = detector.detect(frame)[:1]
     [large] = detector.detect(doubled)[:1]
     for small_edge, large_edge in zip(small.box.as_list(), large.box.as_list(), strict=True):
@@ -83,8 +89,8 @@ def test_a_frame_with_only_small_faces_is_searched_again_upsampled(one_face_vide
     small = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
     canvas = np.zeros_like(frame)
     canvas[: small.shape[0], : small.shape[1]] = small
-    assert make_detector(DetectorConfig(upsample=0, retry_upsample=None)).detect(canvas) == []
-    [found] = make_detector(DetectorConfig(upsample=0, retry_upsample=1)).detect(canvas)
+    assert make_detector(DetectorConfig(upsample=0, retry_with=None)).detect(canvas) == []
+    [found] = make_detector(DetectorConfig(upsample=0, retry_with="hog")).detect(canvas)
     assert found.box.width == pytest.approx(45, abs=12)
 
 
@@ -98,9 +104,10 @@ def test_max_faces_keeps_the_best(sample_videos):
 
 
 def test_a_small_face_beside_a_larger_one_is_searched_for_again(one_face_video):
-    """A ~80 px face (found by the fast pass, under retry_below_px) and a ~45 px one (found
-    only upsampled) in one 640 px frame: the retry adds the small face and keeps the fast
-    pass's box for the larger one, so crops of faces found before do not move."""
+    """A ~80 px face (found by the fast pass, under retry_below_px) and a ~45 px one (too small
+    for it) in one 640 px frame that is not a `retry_every` frame: the second look adds the
+    small face, by MTCNN or by HOG upsampled, and keeps the fast pass's box for the larger one,
+    so crops of faces found before do not move."""
     _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
     frame = frames[0].rgb  # 640 x 360
     [face] = make_detector(DetectorConfig(max_faces=1)).detect(frame)
@@ -109,11 +116,42 @@ def test_a_small_face_beside_a_larger_one_is_searched_for_again(one_face_video):
         shrink = width / face.box.width
         copy = cv2.resize(frame, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
         canvas[: copy.shape[0], left : left + copy.shape[1]] = copy[:, : 640 - left]
-    fast_only = make_detector(DetectorConfig(retry_below_px=None)).detect(canvas)
+    fast_only = make_detector(DetectorConfig(retry_below_px=None)).detect(canvas, frame_number=1)
     assert len(fast_only) == 1 and fast_only[0].box.width < 100
-    both = make_detector(DetectorConfig(retry_below_px=100)).detect(canvas)
-    assert len(both) == 2 and fast_only[0] in both
-    assert min(d.box.width for d in both) == pytest.approx(45, abs=12)
+    for second_look, found_by in (("mtcnn", "mtcnn"), ("hog", "dlib_hog")):
+        both = make_detector(DetectorConfig(retry_with=second_look)).detect(canvas, 1)
+        assert [d.found_by for d in both] == ["dlib_hog", found_by]
+        assert both[0] == fast_only[0]
+        assert both[1].box.width == pytest.approx(45, abs=12)
+
+
+def test_the_second_look_runs_on_every_nth_sampled_frame(one_face_video):
+    """A frame whose only face is large: the second look runs on sampled frames 0, 8, 16...
+    (where it would find a face HOG misses by pose), not between them."""
+    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(num_frames=1))
+    detector = make_detector(DetectorConfig(retry_every=8))
+    calls = []
+    search = detector._mtcnn
+    detector._mtcnn = lambda rgb: calls.append(rgb.shape) or search(rgb)
+    for number in range(17):
+        detector.detect(frames[0].rgb, number)
+    assert len(calls) == 3
+
+
+def test_mtcnn_boxes_are_redrawn_as_hog_squares():
+    """MTCNN's tall box is redrawn as the square HOG draws (centre lower, side 0.945 x the
+    geometric mean), so the 1.3x crop of a face only MTCNN finds matches training's crops."""
+    square = hog_convention(FaceBox(100, 100, 200, 232))
+    assert square.width == square.height == round(0.945 * (100 * 132) ** 0.5)
+    assert (square.x0 + square.x1) / 2 == pytest.approx(150 + 0.4, abs=1)
+    assert (square.y0 + square.y1) / 2 == pytest.approx(166 + 0.073 * 132, abs=1)
+
+
+def test_mtcnn_weights_are_checked_before_use(tmp_path):
+    for name in WEIGHT_SHA256:
+        (tmp_path / name).write_bytes(b"not the weights")
+    with pytest.raises(WeightsError, match=r"pnet\.pt has sha256"):
+        check_weights(tmp_path)
 
 
 def test_every_face_of_a_crowd_is_kept():
@@ -197,4 +235,4 @@ def test_resize_square_shrinks_and_grows():
 
 def test_unknown_detector_is_refused():
     with pytest.raises(ValueError, match="unknown detector"):
-        DetectorConfig(kind="mtcnn")
+        DetectorConfig(kind="yolo")

@@ -73,6 +73,7 @@ def test_each_face_is_one_record_from_detection_to_json(
                 "box": face.box.as_list(),
                 "crop_box": face.crop_box.as_list(),
                 "detector_score": round(face.detector_score, 4),
+                "found_by": "dlib_hog",
                 "fake_probability": round(face.fake_probability, 6),
             }
 
