@@ -61,7 +61,7 @@ def test_int8_gives_the_fp32_verdict_on_every_sample_video(int8_build, checkpoin
     detector = make_detector(DetectorConfig())
     compared = 0
     for video in sample_videos:
-        faces = extract_faces(video.path, SamplingConfig(num_frames=8), detector, settings)
+        faces = extract_faces(video.path, SamplingConfig(num_frames=4), detector, settings)
         verdicts = []
         for engine in (fp32, int8):
             crops = [face.crop for face in faces.faces]
