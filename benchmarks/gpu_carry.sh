@@ -14,7 +14,8 @@ rm -rf .device && mkdir -p .device/wheels
 platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${platforms[@]}" -d .device/wheels av==18.1.0 dlib-bin==20.0.1.post1 munch==4.0.0 captum==0.9.0
+    "${platforms[@]}" -d .device/wheels av==18.1.0 dlib-bin==20.0.1.post1 munch==4.0.0 captum==0.9.0 \
+    facenet-pytorch==2.6.0  # the detector's second look (2 MB, pure Python)
 $PIP wheel -q --no-deps -w .device/wheels pretrainedmodels==0.7.4  # an sdist on PyPI
 cp -r "${DEEPFAKE_SAMPLE_DATA:-../shared/data}" .device/data  # for the transfer only
 du -sh .device/wheels .device/data .device
