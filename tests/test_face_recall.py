@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+
 import numpy as np
 import pytest
 
@@ -14,7 +17,7 @@ from benchmarks.faces import (
     recall_frames,
     score_frame,
 )
-from model.faces import FaceBox
+from model.faces import DetectorConfig, FaceBox, make_detector
 
 
 def test_a_found_a_missed_a_small_and_a_false_face_are_each_counted_once():
@@ -60,3 +63,22 @@ def test_every_box_of_the_recall_set_lies_on_its_frame_and_made_frames_keep_them
             assert 0 <= box.x0 < box.x1 <= width and 0 <= box.y0 < box.y1 <= height, frame.name
     (mosaic,) = [f for f in frames if f.kind == "mosaic"]
     assert len(mosaic.faces) == 18
+
+
+@pytest.mark.skipif(not POOL_DATA.is_dir(), reason=f"the pool videos are not in {POOL_DATA}")
+def test_the_served_detector_finds_the_faces_of_the_recall_sets_own_frames():
+    """Frontal to three-quarter faces of the 14 first frames as they are (the made frames are
+    the benchmark's): on a sampled frame where the second look always runs (frame 0, every
+    `retry_every`-th) at least 95% (measured: 36 of 36), between them at least 90% (34 of 36;
+    HOG alone with its own retry: 33)."""
+    natives = list(itertools.takewhile(lambda f: f.kind == "native", recall_frames(RECALL_SET)))
+    min_px = json.loads(RECALL_SET.read_text())["min_face_px"]
+    detector = make_detector(DetectorConfig())
+    for frame_number, bar in ((0, 0.95), (1, 0.90)):
+        result = ConfigResult()
+        for frame in natives:
+            found = [d.box for d in detector.detect(frame.rgb, frame_number)]
+            score_frame(result, frame, found, min_px)
+        wanted = result.frontal_to_three_quarter
+        assert wanted.found >= bar * wanted.total, (frame_number, wanted.text())
+        assert result.false_positives <= 2, frame_number
