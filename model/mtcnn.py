@@ -72,6 +72,7 @@ class MtcnnSearch:
                 "(or set detector.retry_with to 'hog')"
             ) from error
         check_weights(Path(facenet_pytorch.__file__).parent / "data")
+        self._min_face_px = min_face_px
         self._mtcnn = MTCNN(min_face_size=min_face_px, keep_all=True, device="cpu").eval()
 
     def __call__(self, rgb: np.ndarray) -> list[tuple[FaceBox, float]]:
@@ -81,6 +82,8 @@ class MtcnnSearch:
 
     def own_boxes(self, rgb: np.ndarray) -> list[tuple[FaceBox, float]]:
         """MTCNN's boxes as it draws them, and its face probabilities."""
+        if min(rgb.shape[:2]) < self._min_face_px:
+            return []  # no face that large fits (and MTCNN's image pyramid would be empty)
         with torch.inference_mode():
             boxes, probabilities = self._mtcnn.detect(rgb)
         if boxes is None:

@@ -147,6 +147,12 @@ def test_mtcnn_boxes_are_redrawn_as_hog_squares():
     assert (square.y0 + square.y1) / 2 == pytest.approx(166 + 0.072 * 132, abs=0.5)
 
 
+def test_frames_smaller_than_any_face_give_none():
+    detector = make_detector(DetectorConfig())
+    for side in (16, 39, 40):
+        assert detector.detect(np.zeros((side, side, 3), np.uint8)) == []
+
+
 def test_mtcnn_weights_are_checked_before_use(tmp_path):
     for name in WEIGHT_SHA256:
         (tmp_path / name).write_bytes(b"not the weights")

@@ -55,8 +55,8 @@ def test_a_signed_group_photo_gets_a_report_a_newsroom_can_file(service, sample_
     assert pages >= 2 and first_page.std() > 20 and (first_page < 128).mean() > 0.02
     assert hashlib.sha256(data).hexdigest() in text
     assert "deepfake-verdicts-test 0.0.0" in text and "ab" * 32 in text  # model and checkpoint
-    assert [f"Person {n}" in text for n in range(1, 6)] == [True] * 4 + [False]  # four found
-    assert len(body["people"]) == 4
+    assert [f"Person {n}" in text for n in range(1, 7)] == [True] * 5 + [False]  # five found
+    assert len(body["people"]) == 5
     assert "Content Credentials" in text and "Test Newsroom Signer" in text
     assert "Example Video Generator 2.1" in text
     assert LIMITATIONS[0][:40] in text.replace("\r\n", " ").replace("\n", " ")

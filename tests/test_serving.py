@@ -423,7 +423,7 @@ def test_client_cli_prints_verdicts_and_writes_a_contact_sheet(server, sample_vi
         "uncertain",
     )
     people = [line for line in lines if line.startswith(f"{videos[0]}#person-")]
-    assert len(people) == 4 and lines[1 : 1 + len(people)] == people  # the group photo's four
+    assert len(people) == 5 and lines[1 : 1 + len(people)] == people  # the group photo's five
     assert lines[-1] == f"{videos[1]} no_face no_face"
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[1] >= 640
