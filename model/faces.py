@@ -70,10 +70,8 @@ class DetectorConfig:
 
     kind: str = "dlib_hog"
     detect_width: int = 640  # frames wider than this are searched on a downscaled copy
-    # dlib pyramid upsamplings: faces from ~80 px of the searched copy at 0, ~40 px at 1 (4x
-    # slower). A frame where `upsample` finds nothing is searched again at `retry_upsample`
-    # (None: never), so large faces cost the fast pass and small ones are still found when
-    # they are the only faces in the frame.
+    # The fast pass: dlib pyramid upsamplings, faces from ~80 px of the searched copy at 0,
+    # ~40 px at 1 (4x slower).
     upsample: int = 0
     # A second search of the same copy finds the faces the fast pass misses: "mtcnn" (a small
     # CNN cascade, model/mtcnn.py: recall set 90% -> 98%), "hog" (HOG again at
