@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, BoxMappingCommand)
     command = parse_command(parser, BoxMappingCommand, argv)
     hog = make_detector(DetectorConfig(retry_with=None))
-    mtcnn = MtcnnSearch(DetectorConfig().retry_min_face_px)
+    served = DetectorConfig()
+    mtcnn = MtcnnSearch(served.retry_min_face_px, served.retry_min_probability)
     rows = []
     for root in (SAMPLE_DATA, POOL_DATA):
         for video in sorted((root / "videos").glob("*/*.mp4")):

@@ -51,6 +51,8 @@ CONFIGS: dict[str, tuple[DetectorConfig, int]] = {
     "served": (DetectorConfig(), 1),
     "served-first-frame": (DetectorConfig(), 0),
     "mtcnn-min-face-20": (DetectorConfig(retry_min_face_px=20), 1),
+    "mtcnn-probability-0.7": (DetectorConfig(retry_min_probability=0.7), 1),
+    "mtcnn-probability-0.7-first-frame": (DetectorConfig(retry_min_probability=0.7), 0),
     "hog-retry": (DetectorConfig(**HOG_ONLY), 1),
     "hog-10-faces-a-frame": (DetectorConfig(max_faces=10, retry_below_px=None, **HOG_ONLY), 1),
     "hog-retry-when-none": (DetectorConfig(retry_below_px=None, **HOG_ONLY), 1),

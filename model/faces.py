@@ -85,6 +85,9 @@ class DetectorConfig:
     retry_below_px: int | None = 100
     retry_every: int | None = 8
     retry_min_face_px: int = 40  # MTCNN's smallest face, in the searched copy's pixels
+    # MTCNN's faces kept from this probability: the people of the group clips are found at
+    # 0.97-1.0 in every frame; at 0.87-0.92 it made one-frame tracks of edges and hands.
+    retry_min_probability: float = 0.95
     min_score: float = 0.0  # dlib's adjust_threshold: raise to drop weak detections
     # Per frame, highest scores kept: a crowd's faces all count (10 lost 8 of a mosaic's 18,
     # benchmarks/faces.py); the per-video `limits.max_faces` bounds the work.
@@ -107,6 +110,10 @@ class DetectorConfig:
                 raise ValueError(f"{name} must be positive or None, got {value}")
         if self.retry_min_face_px < 12:
             raise ValueError(f"retry_min_face_px must be at least 12, got {self.retry_min_face_px}")
+        if not 0.0 <= self.retry_min_probability < 1.0:
+            raise ValueError(
+                f"retry_min_probability must be in [0, 1), got {self.retry_min_probability}"
+            )
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
 
@@ -123,7 +130,7 @@ class DlibHogDetector:
         if config.retry_with == "mtcnn":
             from model.mtcnn import MtcnnSearch  # torch-backed: only built where it is used
 
-            self._mtcnn = MtcnnSearch(config.retry_min_face_px)
+            self._mtcnn = MtcnnSearch(config.retry_min_face_px, config.retry_min_probability)
 
     def detect(self, rgb: np.ndarray, frame_number: int = 0) -> list[Detection]:
         height, width = rgb.shape[:2]

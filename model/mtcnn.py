@@ -62,7 +62,7 @@ def check_weights(folder: Path) -> None:
 class MtcnnSearch:
     """MTCNN on an RGB copy, faces from `min_face_px` wide, boxes in HOG's convention."""
 
-    def __init__(self, min_face_px: int) -> None:
+    def __init__(self, min_face_px: int, min_probability: float) -> None:
         try:
             import facenet_pytorch
             from facenet_pytorch import MTCNN
@@ -72,7 +72,7 @@ class MtcnnSearch:
                 "(or set detector.retry_with to 'hog')"
             ) from error
         check_weights(Path(facenet_pytorch.__file__).parent / "data")
-        self._min_face_px = min_face_px
+        self._min_face_px, self._min_probability = min_face_px, min_probability
         self._mtcnn = MTCNN(min_face_size=min_face_px, keep_all=True, device="cpu").eval()
 
     def __call__(self, rgb: np.ndarray) -> list[tuple[FaceBox, float]]:
@@ -91,4 +91,5 @@ class MtcnnSearch:
         return [
             (FaceBox(*(round(float(v)) for v in box)), float(probability))
             for box, probability in zip(boxes, probabilities, strict=True)
+            if probability >= self._min_probability
         ]
