@@ -119,8 +119,10 @@ TRAIN_METADATA = $(foreach folder,$(TRAIN_DATA),--metadata $(folder)/labels.csv)
 # recipe has a fixed length; its honest numbers come from `make crossval`, docs/training.md).
 # IMAGE_ROOT/<size>/: the faces of every TRAIN_DATA folder cut at <size> px, split.json by
 # identity (what an int8 model of a <size> px checkpoint checks on, INT8_SPLIT) and all.json
-# (every video in train).
-$(IMAGE_ROOT)/%/all.json:
+# (every video in train). Cut again, and the demo model trained again, when the face detector
+# changes: a model must see the faces and crops the server will give it.
+DETECTOR_CODE := model/faces.py model/mtcnn.py
+$(IMAGE_ROOT)/%/all.json: $(DETECTOR_CODE)
 	@for folder in $(TRAIN_DATA); do \
 		if [ ! -d "$$folder/videos" ] || [ ! -f "$$folder/labels.csv" ]; then \
 			echo "make: TRAIN_DATA folder $$folder has no videos/ and labels.csv" >&2; exit 1; \
@@ -130,7 +132,7 @@ $(IMAGE_ROOT)/%/all.json:
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA) --val 0 --test 0 --output $@
 
-$(CHECKPOINT): | $(WEIGHTS) $(IMAGES)/all.json
+$(CHECKPOINT): $(IMAGES)/all.json | $(WEIGHTS)
 	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/all.json \
 		--output-dir $(dir $(CHECKPOINT))
 
