@@ -57,6 +57,7 @@ class FaceDetector(Protocol):
     `frame_number` counts a video's sampled frames from 0 (a lone image is frame 0)."""
 
     name: str
+    searches: str  # what the response's model.detector says: "dlib_hog+mtcnn"
 
     def detect(self, rgb: np.ndarray, frame_number: int = 0) -> list[Detection]: ...
 
@@ -127,10 +128,12 @@ class DlibHogDetector:
         self.config = config
         self._detector = dlib.get_frontal_face_detector()
         self._mtcnn = None
+        self.searches = self.name
         if config.retry_with == "mtcnn":
             from model.mtcnn import MtcnnSearch  # torch-backed: only built where it is used
 
             self._mtcnn = MtcnnSearch(config.retry_min_face_px, config.retry_min_probability)
+            self.searches = f"{self.name}+mtcnn"
 
     def detect(self, rgb: np.ndarray, frame_number: int = 0) -> list[Detection]:
         height, width = rgb.shape[:2]

@@ -126,7 +126,7 @@ class DetectorService:
             precision=self.classifier.precision,
             path_chosen_by=chosen.chosen_by,
             device=device_name(self.classifier.device),
-            detector=self.detector.name,
+            detector=self.detector.searches,
             measured_images_per_s={n: round(r, 1) for n, r in chosen.images_per_s.items()},
             calibration=(
                 {"method": "temperature", "temperature": settings.temperature}
