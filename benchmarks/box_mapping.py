@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from benchmarks.faces import POOL_DATA
-from model.faces import DetectorConfig, FaceBox, iou, make_detector
+from model.faces import DetectorConfig, FaceBox, FaceDetector, iou, make_detector
 from model.mtcnn import MtcnnSearch
 from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig, read_sampled_frames
@@ -36,7 +36,9 @@ class BoxMappingCommand:
             raise ValueError(f"frames must be at least 1, got {self.frames}")
 
 
-def pairs_in(rgb: np.ndarray, hog, mtcnn: MtcnnSearch) -> list[tuple[FaceBox, FaceBox]]:
+def pairs_in(
+    rgb: np.ndarray, hog: FaceDetector, mtcnn: MtcnnSearch
+) -> list[tuple[FaceBox, FaceBox]]:
     """(HOG box, MTCNN box) of each face both find in the frame's searched copy."""
     width = rgb.shape[1]
     scale = min(1.0, DetectorConfig().detect_width / width)

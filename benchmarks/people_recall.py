@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 
 from benchmarks.faces import CONFIGS, MATCH_IOU, RECALL_SET, ROOTS
-from model.faces import FaceBox, iou, make_detector
+from model.faces import FaceBox, FaceDetector, iou, make_detector
 from model.network import ModelSettings
 from model.people import FaceDescriber, TrackingConfig, link_people
 from model.pipeline import extract_faces
@@ -54,7 +54,11 @@ class ClipPeople:
 
 
 def clip_people(
-    reference: str, truth: list[FaceBox], visible: int, detector, describe
+    reference: str,
+    truth: list[FaceBox],
+    visible: int,
+    detector: FaceDetector,
+    describe: FaceDescriber,
 ) -> ClipPeople:
     root, relative = reference.split(":", 1)
     faces = extract_faces(ROOTS[root] / relative, SamplingConfig(), detector, SETTINGS)
