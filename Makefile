@@ -119,10 +119,12 @@ TRAIN_METADATA = $(foreach folder,$(TRAIN_DATA),--metadata $(folder)/labels.csv)
 # recipe has a fixed length; its honest numbers come from `make crossval`, docs/training.md).
 # IMAGE_ROOT/<size>/: the faces of every TRAIN_DATA folder cut at <size> px, split.json by
 # identity (what an int8 model of a <size> px checkpoint checks on, INT8_SPLIT) and all.json
-# (every video in train). Cut again, and the demo model trained again, when the face detector
-# changes: a model must see the faces and crops the server will give it.
+# (every video in train). Cut again from nothing, and the demo model trained again, when the
+# face detector changes: a model must see the faces and crops the server will give it (an
+# extraction without all.json was interrupted: it resumes, skipping the videos it has done).
 DETECTOR_CODE := model/faces.py model/mtcnn.py
 $(IMAGE_ROOT)/%/all.json: $(DETECTOR_CODE)
+	@if [ -f $@ ]; then echo "make: the face detector changed: cutting $(@D) again"; rm -rf $(@D); fi
 	@for folder in $(TRAIN_DATA); do \
 		if [ ! -d "$$folder/videos" ] || [ ! -f "$$folder/labels.csv" ]; then \
 			echo "make: TRAIN_DATA folder $$folder has no videos/ and labels.csv" >&2; exit 1; \
