@@ -29,8 +29,8 @@ LIMITATIONS = (
     "way, and no decision about a person should rest on it alone.",
     "It checks face swaps and blends only: lip-sync, fully generated video, edited audio or a "
     "misleading context are out of its scope.",
-    "It judges only the frontal faces the detector finds: profiles, covered and very small "
-    "faces are not judged (see the quality flags).",
+    "It judges only the faces the detector finds, frontal to three-quarter: profiles, covered "
+    "and very small faces are not judged (see the quality flags).",
     "On people it never trained on, real videos score higher than on its training people; "
     "read the score with its calibration and the uncertain band.",
     "Heavy compression, filters and still photos moved in a video can fool it.",

@@ -88,8 +88,8 @@ def quality_flags(
                 QualityFlag(
                     "faces_missed",
                     f"person {person.person_id} has no detected face in {missed:.0%} of the "
-                    "frames between their first and last: the frontal detector misses turned "
-                    "or covered faces, so those moments were not judged",
+                    "frames between their first and last: the detector misses faces turned to "
+                    "profile or covered, so those moments were not judged",
                 )
             )
     return flags

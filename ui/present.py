@@ -25,7 +25,7 @@ EXPLAINED = {
         "look at the faces and the timeline below, and weigh other evidence."
     ),
     "no_face": (
-        "The face detector found no frontal face in the frames it looked at, so the model "
+        "The face detector found no face in the frames it looked at, so the model "
         "gave no score. Try more frames, or a video where a face is clearly visible."
     ),
 }
