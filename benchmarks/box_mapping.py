@@ -14,11 +14,17 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from benchmarks.faces import POOL_DATA
-from model.faces import DetectorConfig, FaceBox, FaceDetector, iou, make_detector
+from model.faces import (
+    DetectorConfig,
+    FaceBox,
+    FaceDetector,
+    iou,
+    make_detector,
+    searched_copy,
+)
 from model.mtcnn import MtcnnSearch
 from model.schema import add_arguments, parse_command
 from model.video import SamplingConfig, read_sampled_frames
@@ -40,9 +46,7 @@ def pairs_in(
     rgb: np.ndarray, hog: FaceDetector, mtcnn: MtcnnSearch
 ) -> list[tuple[FaceBox, FaceBox]]:
     """(HOG box, MTCNN box) of each face both find in the frame's searched copy."""
-    width = rgb.shape[1]
-    scale = min(1.0, DetectorConfig().detect_width / width)
-    copy = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    copy, _ = searched_copy(rgb, DetectorConfig().detect_width)
     hog_boxes = [d.box for d in hog.detect(copy)]
     mtcnn_boxes = [box for box, _ in mtcnn.own_boxes(copy)]
     found = []

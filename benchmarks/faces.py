@@ -113,16 +113,25 @@ class FacesBenchCommand:
     repeats: int = field(default=3, metadata={"help": "timed runs per frame (median kept)"})
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.configs) - set(CONFIGS))
-        if unknown:
-            raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+        check_configs(self.configs)
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
 
 
-def _first_frame(reference: str) -> np.ndarray:
+def check_configs(names: tuple[str, ...]) -> None:
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+
+
+def video_path(reference: str) -> Path:
+    """The file a recall-set reference ("pool:videos/real/x.mp4") names."""
     root, relative = reference.split(":", 1)
-    _, frames = read_sampled_frames(ROOTS[root] / relative, SamplingConfig(num_frames=1))
+    return ROOTS[root] / relative
+
+
+def _first_frame(reference: str) -> np.ndarray:
+    _, frames = read_sampled_frames(video_path(reference), SamplingConfig(num_frames=1))
     return frames[0].rgb
 
 

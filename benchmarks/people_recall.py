@@ -18,7 +18,7 @@ import argparse
 import json
 from dataclasses import dataclass, field
 
-from benchmarks.faces import CONFIGS, MATCH_IOU, RECALL_SET, ROOTS
+from benchmarks.faces import CONFIGS, MATCH_IOU, RECALL_SET, check_configs, video_path
 from model.faces import FaceBox, FaceDetector, iou, make_detector
 from model.network import ModelSettings
 from model.people import FaceDescriber, TrackingConfig, link_people
@@ -38,9 +38,7 @@ class PeopleRecallCommand:
     )
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.configs) - set(CONFIGS))
-        if unknown:
-            raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+        check_configs(self.configs)
 
 
 @dataclass
@@ -60,8 +58,8 @@ def clip_people(
     detector: FaceDetector,
     describe: FaceDescriber,
 ) -> ClipPeople:
-    root, relative = reference.split(":", 1)
-    faces = extract_faces(ROOTS[root] / relative, SamplingConfig(), detector, SETTINGS)
+    path = video_path(reference)
+    faces = extract_faces(path, SamplingConfig(), detector, SETTINGS)
     tracks = link_people(faces.frames, describe, TrackingConfig())
     first = faces.frames[0].frame_index
     coverage = []
@@ -73,8 +71,7 @@ def clip_people(
         ]
         if matches:
             coverage.append(len(matches[0].faces) / len(faces.frames))
-    name = relative.rsplit("/", 1)[-1]
-    return ClipPeople(name, len(truth), len(coverage), len(tracks), visible, coverage)
+    return ClipPeople(path.name, len(truth), len(coverage), len(tracks), visible, coverage)
 
 
 def main(argv: list[str] | None = None) -> int:

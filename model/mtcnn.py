@@ -25,7 +25,7 @@ WEIGHT_SHA256 = {
 }
 
 # MTCNN's boxes are taller than HOG's squares and sit higher (they take in the forehead). Fitted
-# on the 722 faces both find in 6 frames of every sample and pool video
+# on the 720 faces both find in 6 frames of every sample and pool video
 # (`python -m benchmarks.box_mapping`): HOG's centre is MTCNN's moved down 7.2% of its height
 # and right 0.5% of its width, HOG's side 0.936 x sqrt(width x height). Redrawn this way, a face
 # only MTCNN finds is cut with the 1.3x crop the classifier was trained on.
