@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
@@ -243,6 +244,41 @@ def test_twin_shuffle_keeps_each_real_crop_beside_its_self_blended_twin(split_fi
     assert list(sampler) != first  # reshuffled each epoch
     sampler.set_epoch(0)
     assert list(sampler) == first  # and repeatable
+
+
+def test_twin_ranking_penalises_a_blend_scored_below_its_own_real_crop():
+    from training.loop import TrainingLoss
+
+    # items 0/1 and 3/4 are real crops with their twins; item 2 has none
+    twins = np.array([1, -1, -1, 4, -1, -1])
+    weights = torch.ones(2)
+    loss = TrainingLoss(weights, twins, twin_weight=1.0)
+    labels = torch.tensor([0, 1, 0, 1])
+    order = torch.tensor([3, 4, 0, 1])  # two pairs, as TwinShuffle lays them out
+    right = torch.tensor([[2.0, -2.0], [-2.0, 2.0], [1.0, 0.0], [0.0, 1.0]])
+    wrong = right[[1, 0, 3, 2]]  # each real crop now above its twin
+    cross_entropy = torch.nn.CrossEntropyLoss(weight=weights)
+    plain = TrainingLoss(weights, twins, twin_weight=0.0)
+    assert torch.equal(plain(wrong, labels, order), cross_entropy(wrong, labels))
+    # the ranking term: softplus(margin of the real crop - margin of its twin), mean over pairs
+    margin = wrong[:, 1] - wrong[:, 0]
+    ranking = torch.nn.functional.softplus(margin[[0, 2]] - margin[[1, 3]]).mean()
+    assert torch.isclose(loss(wrong, labels, order), cross_entropy(wrong, labels) + ranking)
+    assert loss(wrong, labels, order) - cross_entropy(wrong, labels) > 3.0
+    assert loss(right, labels, order) - cross_entropy(right, labels) < 0.1
+    # crops that are not twins side by side (sharded, or another order) add no ranking term
+    unpaired = torch.tensor([4, 3, 2, 0])
+    assert torch.equal(loss(wrong, labels, unpaired), cross_entropy(wrong, labels))
+
+
+def test_twin_ranking_needs_paired_batches():
+    from training.recipe import TrainConfig
+
+    with pytest.raises(ConfigError, match="paired_batches"):
+        TrainConfig(twin_ranking=1.0)
+    with pytest.raises(ConfigError, match="twin_ranking"):
+        TrainConfig(twin_ranking=-1.0, paired_batches=True)
+    assert TrainConfig(twin_ranking=0.5, paired_batches=True).twin_ranking == 0.5
 
 
 def test_modules_before_train_from_keep_their_weights(tracking_uri, split_file, tmp_path):

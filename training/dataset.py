@@ -169,21 +169,31 @@ class Collate:
         return crops_to_batch(images, self.settings), torch.tensor(labels), torch.tensor(indices)
 
 
+def twin_indices(items: list[CropItem]) -> np.ndarray:
+    """For each item, the index of its self-blended twin (the item right after it, cut from
+    the same crop file), else -1."""
+    twins = np.full(len(items), -1, dtype=np.int64)
+    for index in range(len(items) - 1):
+        item, following = items[index], items[index + 1]
+        if following.self_blended and not item.self_blended and following.path == item.path:
+            twins[index] = index + 1
+    return twins
+
+
 class TwinShuffle(Sampler[int]):
     """A shuffled order in which each real crop is followed by its self-blended twin (the SBI
     paper's paired batches): inside a pair only the blending differs, never who it is, so
     identity cannot tell real from fake. Reshuffled per epoch, seeded by (seed, epoch)."""
 
     def __init__(self, items: list[CropItem], seed: int) -> None:
-        self.groups: list[list[int]] = []
-        for index, item in enumerate(items):
-            previous = self.groups[-1] if self.groups else None
-            if item.self_blended and previous and len(previous) == 1:
-                twin = items[previous[0]]
-                if twin.path == item.path and not twin.self_blended:
-                    previous.append(index)
-                    continue
-            self.groups.append([index])
+        twins = twin_indices(items)
+        is_twin = np.zeros(len(items), dtype=bool)
+        is_twin[twins[twins >= 0]] = True
+        self.groups: list[list[int]] = [
+            [index] if twins[index] < 0 else [index, int(twins[index])]
+            for index in range(len(items))
+            if not is_twin[index]
+        ]
         self.seed = seed
         self.epoch = 0
         self.size = len(items)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -24,10 +25,39 @@ def class_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.tensor(counts.sum() / (2 * counts), dtype=torch.float32)
 
 
+class TrainingLoss(nn.Module):
+    """Class-weighted cross-entropy and, with `twin_weight` > 0, a ranking term on each real
+    crop and its self-blended twin that share a batch: softplus(-(m_twin - m_real)), m being
+    a crop's fake-minus-real logit. Cross-entropy judges each crop against a fixed line; the
+    ranking term asks only that the blend score above the same face unblended, a question no
+    identity can answer. Pairs come from `twins` (training.dataset.twin_indices) and the order
+    TwinShuffle gives, so crops sharded by DistributedSampler get cross-entropy alone."""
+
+    def __init__(self, class_weight: torch.Tensor, twins: np.ndarray, twin_weight: float):
+        super().__init__()
+        self.cross_entropy = nn.CrossEntropyLoss(weight=class_weight)
+        self.register_buffer("twins", torch.as_tensor(twins, dtype=torch.int64))
+        self.twin_weight = twin_weight
+
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+    ) -> torch.Tensor:
+        loss = self.cross_entropy(logits, labels)
+        if self.twin_weight <= 0 or len(indices) < 2:
+            return loss
+        indices = indices.to(self.twins.device)
+        real = torch.nonzero(self.twins[indices[:-1]] == indices[1:]).flatten()
+        if not len(real):
+            return loss
+        margin = logits[:, 1] - logits[:, 0]
+        ranking = functional.softplus(margin[real] - margin[real + 1]).mean()
+        return loss + self.twin_weight * ranking
+
+
 def train_one_epoch(
     network: nn.Module,
     loader: DataLoader,
-    loss_function: nn.Module,
+    loss_function: TrainingLoss,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: str,
@@ -47,14 +77,14 @@ def train_one_epoch(
     steps = steps_per_epoch(loader, max_steps)
     quiet = not processes.is_main
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, total=steps, disable=quiet)
-    for step, (batch, labels, _) in enumerate(bar):
+    for step, (batch, labels, indices) in enumerate(bar):
         if step >= steps or (deadline and processes.any(time.time() > deadline)):
             break
         batch = batch.to(processes.device, memory_format=torch.channels_last, non_blocking=True)
         labels = labels.to(processes.device, non_blocking=True)
         with autocast(precision, processes.device.type):
             logits = network(batch)
-        loss = loss_function(logits.float(), labels)
+        loss = loss_function(logits.float(), labels, indices)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

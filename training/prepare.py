@@ -20,9 +20,16 @@ from model.device import device_name, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint
 from model.schema import ConfigError
 from training.data_dir import check_crop_size, load_split
-from training.dataset import Collate, FaceCrops, TwinShuffle, split_items, validation_items
+from training.dataset import (
+    Collate,
+    FaceCrops,
+    TwinShuffle,
+    split_items,
+    twin_indices,
+    validation_items,
+)
 from training.distributed import Processes
-from training.loop import class_weights, steps_per_epoch
+from training.loop import TrainingLoss, class_weights, steps_per_epoch
 from training.optim import freeze, frozen_modules, parameter_groups
 from training.recipe import TrainConfig
 
@@ -42,7 +49,7 @@ class Training:
     train_loader: DataLoader
     sampler: Sampler | None  # its epoch is set every epoch
     val_set: FaceCrops
-    loss_function: nn.Module
+    loss_function: TrainingLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -82,9 +89,9 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
         train_loader=train_loader,
         sampler=sampler,
         val_set=val_set,
-        loss_function=nn.CrossEntropyLoss(
-            weight=class_weights(train_set.labels()).to(processes.device)
-        ),
+        loss_function=TrainingLoss(
+            class_weights(train_set.labels()), twin_indices(train_set.items), config.twin_ranking
+        ).to(processes.device),
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps),
         scaler=torch.amp.GradScaler(processes.device.type, enabled=precision == "fp16"),

@@ -47,6 +47,9 @@ class TrainConfig:
     # A real crop and its self-blended twin side by side in a batch (one process; torchrun
     # shards crops with DistributedSampler instead).
     paired_batches: bool = False
+    # Weight of a ranking loss on each real crop and its twin in a batch (training/loop.py
+    # TrainingLoss): the blend must score above the same face unblended. Needs paired_batches.
+    twin_ranking: float = 0.0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None  # stop training (then validate) when exceeded
     init: str | None = None  # checkpoint to start from (any of this project's format)
@@ -86,6 +89,10 @@ class TrainConfig:
             raise ConfigError(f"recipe_temperature must be > 0, got {self.recipe_temperature}")
         if self.recipe_threshold is not None and not 0 <= self.recipe_threshold <= 1:
             raise ConfigError(f"recipe_threshold must lie in [0, 1], got {self.recipe_threshold}")
+        if self.twin_ranking < 0:
+            raise ConfigError(f"twin_ranking must be >= 0, got {self.twin_ranking}")
+        if self.twin_ranking > 0 and not self.paired_batches:
+            raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
         if self.checkpoint_selection not in CHECKPOINT_SELECTIONS:
             raise ConfigError(f"checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
 
