@@ -42,6 +42,10 @@ def iou(a: FaceBox, b: FaceBox) -> float:
     return inter / (a.width * a.height + b.width * b.height - inter)
 
 
+# The name of the fast pass, what a face it found says in `found_by`.
+HOG_SEARCH = "dlib_hog"
+
+
 @dataclass(frozen=True)
 class Detection:
     """A face the detector found: its box in source pixels, which search found it, and that
@@ -49,7 +53,7 @@ class Detection:
 
     box: FaceBox
     score: float
-    found_by: str = "dlib_hog"
+    found_by: str = HOG_SEARCH
 
 
 class FaceDetector(Protocol):
@@ -69,7 +73,7 @@ RETRY_WITH = ("mtcnn", "hog", None)
 class DetectorConfig:
     """Which detector to build and how hard it looks."""
 
-    kind: str = "dlib_hog"
+    kind: str = HOG_SEARCH
     detect_width: int = 640  # frames wider than this are searched on a downscaled copy
     # The fast pass: dlib pyramid upsamplings, faces from ~80 px of the searched copy at 0,
     # ~40 px at 1 (4x slower).
@@ -122,7 +126,7 @@ class DetectorConfig:
 class DlibHogDetector:
     """dlib's frontal-face HOG + linear SVM detector, run on a copy at most `detect_width` wide."""
 
-    name = "dlib_hog"
+    name = HOG_SEARCH
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -198,7 +202,7 @@ def searched_copy(rgb: np.ndarray, detect_width: int) -> tuple[np.ndarray, float
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
-DETECTORS: dict[str, Callable[[DetectorConfig], FaceDetector]] = {"dlib_hog": DlibHogDetector}
+DETECTORS: dict[str, Callable[[DetectorConfig], FaceDetector]] = {HOG_SEARCH: DlibHogDetector}
 
 
 def make_detector(config: DetectorConfig) -> FaceDetector:

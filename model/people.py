@@ -19,7 +19,7 @@ import cv2
 import dlib
 import numpy as np
 
-from model.faces import FaceBox, box_in_crop, iou
+from model.faces import HOG_SEARCH, FaceBox, box_in_crop, iou
 from model.pipeline import Face, FrameFaces
 
 
@@ -92,7 +92,7 @@ class Person:
     def representative(self) -> Face:
         """The face the detector was surest of."""
         # HOG's margins and MTCNN's probabilities are not on one scale: HOG's faces first.
-        return max(self.faces, key=lambda face: (face.found_by == "dlib_hog", face.detector_score))
+        return max(self.faces, key=lambda face: (face.found_by == HOG_SEARCH, face.detector_score))
 
     def predicted_box(self) -> FaceBox:
         """The last box, moved as the last two moved (constant velocity)."""

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from model.container import ContainerFacts
-from model.faces import FaceBox, FaceDetector, crop_face, enlarged_square_box
+from model.faces import HOG_SEARCH, FaceBox, FaceDetector, crop_face, enlarged_square_box
 from model.network import ModelSettings, fake_probabilities
 from model.prefetch import prefetch
 from model.provenance import Provenance
@@ -54,7 +54,7 @@ class Face:
     descriptor: np.ndarray | None = (
         None  # (128,) dlib face descriptor, only where tracking needed it
     )
-    found_by: str = "dlib_hog"  # the search that found it: "dlib_hog" or the second look's
+    found_by: str = HOG_SEARCH  # the search that found it: the fast pass or the second look
 
     def as_json(self) -> dict[str, Any]:
         """The face's fields in the response schema (and in training's faces.json)."""
