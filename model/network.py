@@ -84,6 +84,11 @@ class ModelSettings:
     # the model never saw (docs/training.md "Calibration"); a server's verdict.threshold, when
     # set, overrides it.
     decision_threshold: float = 0.5
+    # Real people's person probabilities on people the model never saw, as the mean and spread
+    # of their logits (protocol v2 fits them): how high the most suspicious of several real
+    # people tends to score, so a group is not suspicious for its size (model/verdict.py
+    # crowd_corrected). None: no correction.
+    real_person_logit: tuple[float, float] | None = None
     format: int = SETTINGS_FORMAT
 
     def __post_init__(self) -> None:
@@ -92,6 +97,12 @@ class ModelSettings:
         if not 0.0 <= self.decision_threshold <= 1.0:
             raise CheckpointError(
                 f"decision_threshold must lie in [0, 1], got {self.decision_threshold}"
+            )
+        if self.real_person_logit is not None and not (
+            len(self.real_person_logit) == 2 and self.real_person_logit[1] > 0
+        ):
+            raise CheckpointError(
+                f"real_person_logit must be (mean, spread > 0), got {self.real_person_logit}"
             )
         if self.architecture != "xception":
             raise CheckpointError(f"unsupported architecture {self.architecture!r}")
@@ -117,8 +128,8 @@ class ModelSettings:
         unknown = sorted(set(fields) - known)
         if unknown:
             raise CheckpointError(f"settings file has unknown keys {unknown}")
-        for key in ("mean", "std"):
-            if key in fields:
+        for key in ("mean", "std", "real_person_logit"):
+            if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
 

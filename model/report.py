@@ -72,13 +72,16 @@ def verdict_report(
     return {
         "schema_version": SCHEMA_VERSION,
         "label": verdict.label,
-        "label_reason": verdict.config.reason(verdict.fake_probability),
+        "label_reason": verdict.reason(),
         "fake_probability": (
             None if verdict.label == NO_FACE else round(float(verdict.fake_probability), 6)
         ),
         "threshold": verdict.config.threshold,
         "aggregation": verdict.config.aggregation,
         "verdict_person": None if suspect is None else suspect.person.person_id,
+        # person_max over several people: the verdict person's own probability and the
+        # video's after comparing them with as many real people (docs/api.md).
+        "crowd_correction": None if verdict.crowd is None else asdict(verdict.crowd),
         "people": [person_report(person) for person in verdict.people],
         "quality_flags": [flag.as_json() for flag in quality_flags],
         "frames_analyzed": len(faces.frames),

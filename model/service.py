@@ -222,7 +222,7 @@ class DetectorService:
         faces.timing_ms["track"] = (time.perf_counter() - started) * 1000.0
         # A request built on an unresolved configuration still gets the model's threshold.
         rule = config.verdict.with_model_threshold(self.settings.decision_threshold)
-        scored = verdict(faces, rule, people, config.people)
+        scored = verdict(faces, rule, people, config.people, self.settings.real_person_logit)
         flags = quality_flags(scored, self.settings, config.quality)
         started = time.perf_counter()
         # Read by the sandboxed decoder; else here, after decoding, so only a video gets here.

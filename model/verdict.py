@@ -5,7 +5,9 @@ away."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from model.aggregation import aggregate
 from model.people import Person, Segment, TrackingConfig, segments
@@ -27,6 +29,10 @@ class VerdictConfig:
     # Closer to the threshold than this: uncertain, neither fake nor real (0: no band).
     uncertain_band: float = 0.1
     min_person_faces: int = 2  # fewer: the person counts only when no one has more
+    # person_max over several people: judge the most suspicious one against the most
+    # suspicious of as many real people, not of one (the model's real_person_logit; a model
+    # without it is not corrected). The highest of eight real faces is higher than one.
+    crowd_correction: bool = True
 
     def __post_init__(self) -> None:
         if self.aggregation not in wire.AGGREGATIONS:
@@ -72,6 +78,37 @@ class VerdictConfig:
         return f"the fake probability {fake_probability:.2f} is {side} {edge:.2f}"
 
 
+@dataclass(frozen=True)
+class CrowdCorrection:
+    """How the video's probability was drawn from its most suspicious of several people."""
+
+    people: int  # the people the rule counted
+    person_probability: float  # the most suspicious one's own probability
+    fake_probability: float  # what one person alone would need to score to be as unusual
+
+
+def crowd_corrected(
+    probability: float, people: int, real_person_logit: tuple[float, float]
+) -> float:
+    """The probability one person alone would need to be as unusual among real people as the
+    most suspicious of `people` real people scoring `probability`: Sidak's correction for
+    looking at several, with real people's logits taken as normal (`real_person_logit`: their
+    mean and spread, fitted on people the model never saw). One person: unchanged."""
+    if people <= 1:
+        return probability
+    mean, spread = real_person_logit
+    clipped = min(max(probability, 1e-9), 1 - 1e-9)
+    standard = (math.log(clipped / (1 - clipped)) - mean) / spread
+    # Upper tails from erfc, exact where they are tiny: P(top of n > s) = 1 - (1 - P(one > s))^n.
+    tail = min(0.5 * math.erfc(standard / math.sqrt(2)), 1 - 1e-16)
+    if tail < 1e-300:  # beyond doubles: Mills' ratio gives z' = sqrt(z^2 - 2 ln n)
+        alone = mean + spread * math.sqrt(standard**2 - 2 * math.log(people))
+    else:
+        crowd_tail = min(-math.expm1(people * math.log1p(-tail)), 1 - 1e-16)
+        alone = mean + spread * -NormalDist().inv_cdf(crowd_tail)
+    return 1 / (1 + math.exp(-alone))
+
+
 @dataclass
 class PersonVerdict:
     person: Person
@@ -90,6 +127,18 @@ class VideoVerdict:
     faces: VideoFaces
     people: list[PersonVerdict] = field(default_factory=list)
     verdict_person: PersonVerdict | None = None  # the most suspicious person the rule counted
+    crowd: CrowdCorrection | None = None  # set when fake_probability was corrected for a crowd
+
+    def reason(self) -> str:
+        """Why the label is what it is, in plain words, the crowd correction included."""
+        reason = self.config.reason(self.fake_probability)
+        if self.crowd is None:
+            return reason
+        return (
+            f"{reason}; the most suspicious of {self.crowd.people} people scores "
+            f"{self.crowd.person_probability:.2f} on their own, as unusual among "
+            f"{self.crowd.people} real people as {self.crowd.fake_probability:.2f} is for one"
+        )
 
     @property
     def timing_ms(self) -> dict[str, float]:
@@ -101,8 +150,10 @@ def verdict(
     config: VerdictConfig,
     people: list[Person] | None = None,
     tracking: TrackingConfig | None = None,
+    real_person_logit: tuple[float, float] | None = None,
 ) -> VideoVerdict:
-    """The video's label from its scored faces (and their people) by `config`'s rule."""
+    """The video's label from its scored faces (and their people) by `config`'s rule;
+    `real_person_logit` (the model's) corrects person_max for the number of people."""
     per_frame = faces.frame_probabilities()
     if any(p is None for probabilities in per_frame for p in probabilities):
         raise ValueError("every face must be scored before the verdict")
@@ -117,14 +168,24 @@ def verdict(
         # A flagged span is a manipulation however short: it is not averaged away by the rest.
         probability = max([probability, *(segment.fake_probability for segment in found)])
         judged.append(PersonVerdict(person, probability, config.label(probability), found))
-    counted = [p for p in judged if len(p.person.faces) >= config.min_person_faces] or judged
+    counted = counted_people(judged, config)
     suspect = max(counted, key=lambda p: p.fake_probability, default=None)
+    crowd = None
     if config.aggregation == PERSON_RULE:
         fake_probability = None if suspect is None else suspect.fake_probability
         if people is None:  # no people linked: the faces alone
             fake_probability = aggregate(per_frame, "face_max")
+        elif config.crowd_correction and real_person_logit and len(counted) > 1:
+            corrected = crowd_corrected(fake_probability, len(counted), real_person_logit)
+            crowd = CrowdCorrection(len(counted), fake_probability, corrected)
+            fake_probability = corrected
     else:
         fake_probability = aggregate(per_frame, config.aggregation)
     return VideoVerdict(
-        config.label(fake_probability), fake_probability, config, faces, judged, suspect
+        config.label(fake_probability), fake_probability, config, faces, judged, suspect, crowd
     )
+
+
+def counted_people(judged: list[PersonVerdict], config: VerdictConfig) -> list[PersonVerdict]:
+    """The people the person rule weighs: those with `min_person_faces`, else everyone."""
+    return [p for p in judged if len(p.person.faces) >= config.min_person_faces] or judged

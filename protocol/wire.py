@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.2"  # fields are only added within a major version (docs/api.md)
+SCHEMA_VERSION = "1.3"  # fields are only added within a major version (docs/api.md)
 
 FAKE, REAL, UNCERTAIN, NO_FACE = "fake", "real", "uncertain", "no_face"
 LABELS = (FAKE, REAL, UNCERTAIN, NO_FACE)  # uncertain: schema 1.1

@@ -25,6 +25,7 @@ def video(video_id: str, label: int, probability: float, **fields) -> ServedVide
         "video_id": video_id,
         "label": label,
         "fake_probability": probability,
+        "uncorrected_probability": probability,
         "mean_probability": probability,
         "verdict_label": verdict,
         "method": None,
@@ -139,3 +140,33 @@ def test_the_fitted_threshold_keeps_false_alarms_under_the_target():
     strict = threshold_for_false_alarms([*reals, *fakes], VerdictConfig(), target=0.0)
     assert strict["fitted_threshold"] == 0.53  # 0.625 is then inside the band: uncertain
     assert strict["fitted_threshold_fake_labelled_fake"] == pytest.approx(1.0)
+
+
+def test_each_fold_is_crowd_corrected_with_real_people_from_the_other_folds():
+    from model.verdict import VerdictConfig, verdict
+    from support.people_factory import person_with, video_faces
+    from training.crossval import judge_crowds, real_person_null
+
+    rule = VerdictConfig(threshold=0.5)
+
+    def served(video_id, label, people_probabilities):
+        people = [person_with([p] * 3, n + 1) for n, p in enumerate(people_probabilities)]
+        entry = {"video_id": video_id, "label": label}
+        return entry, verdict(video_faces(people), rule, people)
+
+    # Fold 0's real people score high; folds 1 and 2 hold the real people it is judged by.
+    folds = [
+        [served("group", "real", [0.7] * 6), served("swap", "fake", [0.9])],
+        [served("r1", "real", [0.30, 0.35]), served("r2", "real", [0.40])],
+        [served("r3", "real", [0.45, 0.5]), served("r4", "real", [0.25])],
+    ]
+    videos, nulls = judge_crowds(folds)
+    assert nulls[0] == real_person_null(folds[1:])  # never fitted on itself
+    assert nulls[1] == real_person_null([folds[0], folds[2]])
+    by_id = {video.video_id: video for video in videos}
+    group, swap = by_id["group"], by_id["swap"]
+    assert group.uncorrected_probability == pytest.approx(0.7)
+    assert group.fake_probability < 0.7  # the top of six real people, not of one
+    assert swap.fake_probability == swap.uncorrected_probability == pytest.approx(0.9)
+    # Too few real people to fit on: no correction rather than a guess.
+    assert real_person_null([[served("r5", "real", [0.2])]]) is None

@@ -4,6 +4,8 @@ taken over them, and the spans each one is flagged in."""
 from __future__ import annotations
 
 import itertools
+import math
+from statistics import NormalDist
 
 import av
 import numpy as np
@@ -11,10 +13,11 @@ import pytest
 
 from model.faces import DetectorConfig, FaceBox, iou, make_detector
 from model.network import ModelSettings
-from model.people import FaceDescriber, Person, TrackingConfig, link_people, segments
-from model.pipeline import Face, extract_faces
-from model.verdict import VerdictConfig, verdict
+from model.people import FaceDescriber, TrackingConfig, link_people, segments
+from model.pipeline import extract_faces
+from model.verdict import VerdictConfig, crowd_corrected, verdict
 from model.video import SamplingConfig
+from support.people_factory import person_with, video_faces
 from support.video_factory import encode_video
 
 SETTINGS = ModelSettings(input_size=160)
@@ -125,6 +128,48 @@ def test_one_swapped_person_among_real_ones_makes_the_video_fake():
     assert by_mean.label == "real" and by_mean.fake_probability == pytest.approx(0.3)
 
 
+# Real people's person logits as a model might carry them: mean -0.2, spread 0.5.
+REAL_PEOPLE = (-0.2, 0.5)
+
+
+def test_the_crowd_correction_judges_the_top_of_n_people_against_n_real_people():
+    assert crowd_corrected(0.7, 1, REAL_PEOPLE) == 0.7  # one person: as scored
+    two, eight = crowd_corrected(0.7, 2, REAL_PEOPLE), crowd_corrected(0.7, 8, REAL_PEOPLE)
+    assert 0.7 > two > eight  # the more people looked at, the less the top one says
+    # The corrected score is the one whose one-person tail equals the n-person tail.
+    standard = NormalDist(*REAL_PEOPLE)
+    tail = 1 - standard.cdf(math.log(0.7 / 0.3))
+    alone = math.log(eight / (1 - eight))
+    assert 1 - standard.cdf(alone) == pytest.approx(1 - (1 - tail) ** 8, rel=1e-6)
+    # Monotone in the top score, and far tails stay ordered instead of saturating.
+    scores = [crowd_corrected(p, 6, REAL_PEOPLE) for p in (0, 0.3, 0.6, 0.9, 0.999, 1 - 1e-9, 1)]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores) - 1  # 0 and 1 clip
+    assert all(0 <= score <= 1 for score in scores)
+
+
+def test_a_group_of_real_people_is_not_fake_for_its_size_but_a_clear_swap_still_is():
+    group = [person_with([0.58] * 5, person_id) for person_id in range(1, 9)]
+    plain = verdict(video_faces(group), VerdictConfig(threshold=0.5), group, TRACKING)
+    assert plain.label == "uncertain" and plain.crowd is None  # the model carries no null
+    corrected = verdict(
+        video_faces(group), VerdictConfig(threshold=0.5), group, TRACKING, REAL_PEOPLE
+    )
+    assert corrected.crowd.people == 8 and corrected.crowd.person_probability == 0.58
+    assert corrected.fake_probability < 0.4 and corrected.label == "real"
+    assert "most suspicious of 8 people scores 0.58" in corrected.reason()
+    swapped = [*group[:7], person_with([0.97] * 5, 8)]
+    judged = verdict(
+        video_faces(swapped), VerdictConfig(threshold=0.5), swapped, TRACKING, REAL_PEOPLE
+    )
+    assert judged.label == "fake" and judged.verdict_person.person.person_id == 8
+    # An operator can turn it off; one person is never corrected.
+    off = VerdictConfig(threshold=0.5, crowd_correction=False)
+    assert verdict(video_faces(group), off, group, TRACKING, REAL_PEOPLE).crowd is None
+    one = VerdictConfig(threshold=0.5)
+    alone = verdict(video_faces(group[:1]), one, group[:1], TRACKING, REAL_PEOPLE)
+    assert alone.fake_probability == 0.58 and alone.crowd is None
+
+
 def test_a_person_seen_too_rarely_does_not_decide_while_others_are_seen_more():
     people = [person_with([0.2] * 6, 1), person_with([0.95], 2)]
     scored = verdict(
@@ -154,25 +199,3 @@ def test_iou():
     a = FaceBox(0, 0, 10, 10)
     assert iou(a, a) == 1.0 and iou(a, FaceBox(10, 10, 20, 20)) == 0.0
     assert iou(a, FaceBox(5, 0, 15, 10)) == pytest.approx(50 / 150)
-
-
-def person_with(probabilities: list[float], person_id: int) -> Person:
-    """A person seen once a second, at the same place, with these face probabilities."""
-    person = Person(person_id)
-    for second, probability in enumerate(probabilities):
-        box = FaceBox(100 * person_id, 0, 100 * person_id + 50, 50)
-        crop = np.zeros((SETTINGS.input_size, SETTINGS.input_size, 3), np.uint8)
-        person.add(Face(second, float(second), box, box, 1.0, crop, probability))
-    return person
-
-
-def video_faces(people: list[Person]):
-    from model.pipeline import FrameFaces, VideoFaces
-
-    frames: dict[int, list[Face]] = {}
-    for person in people:
-        for face in person.faces:
-            frames.setdefault(face.frame_index, []).append(face)
-    return VideoFaces(
-        frames=[FrameFaces(i, float(i), found) for i, found in sorted(frames.items())]
-    )

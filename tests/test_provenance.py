@@ -153,7 +153,7 @@ def test_the_response_carries_provenance_beside_an_unchanged_verdict(plain, sign
     network, settings = seeded_network()
     service = DetectorService(network, settings, TORCH_FP32, "0" * 64)
     original, credentialed = service.analyze(plain).body, service.analyze(signed).body
-    assert credentialed["schema_version"] == "1.2"
+    assert credentialed["schema_version"] == "1.3"
     assert credentialed["provenance"]["content_credentials"]["status"] == "untrusted"
     assert original["provenance"]["content_credentials"]["status"] == "none"
     # Signing rewrites the container, never the pictures: the same verdict to the digit.

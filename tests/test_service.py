@@ -127,7 +127,7 @@ def test_a_1_1_body_keeps_every_1_0_field_and_adds_people(sample_videos):
     video = next(v for v in sample_videos if v.name == "a_fs_still_multi_face__astronaut.mp4")
     body = DetectorService(network, settings, by_people, "0" * 64).analyze(video.path).body
     assert body["aggregation"] == "person_max"
-    assert body["schema_version"] == "1.2"
+    assert body["schema_version"] == "1.3"
     for name, kind in SCHEMA_1_0.items():
         assert isinstance(body[name], kind), name
     faces = [face for frame in body["frames"] for face in frame["faces"]]

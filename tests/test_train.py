@@ -186,8 +186,10 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
     assert settings.temperature == 1.0 and not settings.calibration  # nothing to fit it on
     # The recipe's temperature from cross-validation is carried into the checkpoint instead.
     recipe = [*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "2.5"]
-    assert main([*recipe, "--recipe-threshold", "0.57"]) == 0
+    crowd = ["--recipe-real-person-logit", "-0.2", "0.5"]
+    assert main([*recipe, "--recipe-threshold", "0.57", *crowd]) == 0
     _, settings = load_checkpoint(tmp_path / "best.pt")
+    assert settings.real_person_logit == (-0.2, 0.5)  # the server's crowd correction's null
     assert settings.temperature == 2.5 and "cross-validating this recipe" in settings.calibration
     # ... and so is its threshold, which the server then labels with.
     assert settings.decision_threshold == 0.57
@@ -203,6 +205,8 @@ def test_a_recipe_of_fixed_length_needs_no_validation(tracking_uri, split_file, 
         main([*arguments, "--checkpoint-selection", "last", "--recipe-temperature", "0"])
     with pytest.raises(SystemExit, match="recipe_threshold"):
         main([*arguments, "--checkpoint-selection", "last", "--recipe-threshold", "1.5"])
+    with pytest.raises(SystemExit, match="recipe_real_person_logit"):
+        main([*arguments, "--checkpoint-selection", "last", *crowd[:2], "0"])
 
 
 def test_augment_and_self_blend_settings_come_from_the_yaml(tmp_path):

@@ -137,11 +137,32 @@ def calibrate(
     print(f"train: calibrated, {calibrated.calibration}")
 
 
-def store_threshold(checkpoint: Path, threshold: float, run) -> None:
-    """The recipe's served threshold, from cross-validation, in the checkpoint's settings."""
+def store_recipe_fits(
+    checkpoint: Path,
+    run,
+    threshold: float | None,
+    real_person_logit: tuple[float, float] | None,
+) -> None:
+    """What cross-validating the recipe fitted on held-out people, in the checkpoint's
+    settings: the served threshold and real people's person-score spread (either may be None)."""
+    if threshold is None and real_person_logit is None:
+        return
     network, settings = load_checkpoint(checkpoint)
-    save_checkpoint(
-        network, dataclasses.replace(settings, decision_threshold=threshold), checkpoint
-    )
-    run.log_metrics({"decision_threshold": threshold}, step=0)
-    print(f"train: decision threshold {threshold} (the recipe's, from make crossval)")
+    if threshold is not None:
+        settings = dataclasses.replace(settings, decision_threshold=threshold)
+        run.log_metrics({"decision_threshold": threshold}, step=0)
+        print(f"train: decision threshold {threshold} (the recipe's, from make crossval)")
+    if real_person_logit is not None:
+        settings = dataclasses.replace(settings, real_person_logit=tuple(real_person_logit))
+        print(f"train: real people's person logits {real_person_logit} (from make crossval)")
+    save_checkpoint(network, settings, checkpoint)
+
+
+def fit_real_person_logit(probabilities: np.ndarray) -> tuple[float, float]:
+    """Mean and spread of the logits of real people's person probabilities (people the model
+    never saw): the null the server's crowd correction compares the most suspicious person to."""
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
+    if len(clipped) < 3:
+        raise ValueError(f"fitting real people's scores needs 3 or more people, got {len(clipped)}")
+    logits = np.log(clipped / (1 - clipped))
+    return float(logits.mean()), float(logits.std(ddof=1))

@@ -30,8 +30,10 @@ from model.config import ServiceConfig
 from model.network import load_checkpoint, save_checkpoint
 from model.schema import add_arguments, from_arguments
 from model.service import DetectorService
+from model.verdict import VideoVerdict, counted_people, verdict
 from training.calibration import (
     expected_calibration_error,
+    fit_real_person_logit,
     fit_temperature,
     reliability_figure,
     with_temperature,
@@ -75,6 +77,7 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         checkpoint_selection="last",
         calibration="none",  # its validation faces are the held-out people being measured
         recipe_threshold=None,  # the protocol labels at the default and fits the threshold
+        recipe_real_person_logit=None,  # cross-fitted on the other folds' served people instead
         registered_model=None,
         experiment=f"{config.experiment}-crossval",
         resume=False,
@@ -89,9 +92,10 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
     return FoldResult(held_out, fold, checkpoint, crops)
 
 
-def served_verdicts(fold: FoldResult, temperature: float) -> list[ServedVideo]:
+def served_verdicts(fold: FoldResult, temperature: float) -> list[tuple[dict, VideoVerdict]]:
     """The fold's held-out videos through the server's DetectorService (default settings),
-    its checkpoint calibrated with `temperature` (fitted on the other folds)."""
+    its checkpoint calibrated with `temperature` (fitted on the other folds); no crowd
+    correction yet (its null is fitted on the other folds' served people: `judge_crowds`)."""
     network, settings = load_checkpoint(fold.checkpoint)
     calibrated = fold.checkpoint.with_name("cross-fitted.pt")
     described = f"temperature {temperature:.3f} cross-fitted on the other folds' faces"
@@ -108,8 +112,48 @@ def served_verdicts(fold: FoldResult, temperature: float) -> list[ServedVideo]:
         if outcome.verdict is None:
             print(f"crossval: {video['video_id']} unreadable: {outcome.error}")
             continue
-        served.append(served_video(video, outcome.verdict))
+        served.append((video, outcome.verdict))
     return served
+
+
+def real_people(folds: list[list[tuple[dict, VideoVerdict]]]) -> np.ndarray:
+    """The person probabilities of the people the served rule counted in real videos."""
+    return np.array(
+        [
+            person.fake_probability
+            for fold in folds
+            for video, judged in fold
+            if video["label"] == "real"
+            for person in counted_people(judged.people, judged.config)
+        ]
+    )
+
+
+def real_person_null(folds: list[list[tuple[dict, VideoVerdict]]]) -> tuple[float, float] | None:
+    """Real people's person-score null from these folds, or None (no correction) with too few."""
+    try:
+        return fit_real_person_logit(real_people(folds))
+    except ValueError as error:
+        print(f"crossval: no crowd correction: {error}")
+        return None
+
+
+def judge_crowds(
+    folds: list[list[tuple[dict, VideoVerdict]]],
+) -> tuple[list[ServedVideo], list[tuple[float, float] | None]]:
+    """Each fold's verdicts again with the crowd correction the server applies, its real
+    people's null fitted on the *other* folds' served real people (cross-fitted, as the
+    temperature is); the served videos and each fold's null."""
+    served, nulls = [], []
+    tracking = ServiceConfig().people
+    for number, fold in enumerate(folds):
+        null = real_person_null(folds[:number] + folds[number + 1 :])
+        nulls.append(null)
+        for video, judged in fold:
+            people = [person.person for person in judged.people]
+            again = verdict(judged.faces, judged.config, people, tracking, null)
+            served.append(served_video(video, again))
+    return served, nulls
 
 
 def pooled_scores(folds: list[CropScores]) -> CropScores:
@@ -176,6 +220,8 @@ class ProtocolRun:
     folds: list[FoldResult]
     served: list[ServedVideo]
     cross_fitted: CrossFitted | None  # None when a fold's faces are of one class only
+    fold_real_person_logits: list[tuple[float, float] | None]  # each from the other folds
+    real_person_logit: tuple[float, float] | None  # fitted on every fold: the recipe's
 
 
 def run_protocol(
@@ -194,12 +240,12 @@ def run_protocol(
     except ValueError as error:  # a fold with faces of one class only
         print(f"crossval: not calibrated: {error}")
         cross_fitted, temperatures = None, [1.0] * len(results)
-    served = [
-        video
+    judged = [
+        served_verdicts(result, temperature)
         for result, temperature in zip(results, temperatures, strict=True)
-        for video in served_verdicts(result, temperature)
     ]
-    return ProtocolRun(results, served, cross_fitted)
+    served, nulls = judge_crowds(judged)
+    return ProtocolRun(results, served, cross_fitted, nulls, real_person_null(judged))
 
 
 def protocol_report(config: TrainConfig, run: ProtocolRun) -> dict:
@@ -209,12 +255,16 @@ def protocol_report(config: TrainConfig, run: ProtocolRun) -> dict:
     metrics.update(served_metrics(run.served))
     if run.cross_fitted is not None:
         metrics.update(run.cross_fitted.metrics)
+    if run.real_person_logit is not None:
+        mean, spread = run.real_person_logit
+        metrics["real_person_logit_mean"], metrics["real_person_logit_spread"] = mean, spread
     videos = video_probabilities(pooled, config.aggregation)
     return {
         "protocol": 2,
         "config": dataclasses.asdict(config),
         "folds": [fold.held_out for fold in run.folds],
         "fold_temperatures": run.cross_fitted.temperatures if run.cross_fitted else None,
+        "fold_real_person_logits": run.fold_real_person_logits,
         "metrics": metrics,
         "videos": {
             video_id: {"label": label, "fake_probability": p}

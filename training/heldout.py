@@ -30,6 +30,8 @@ class ServedVideo:
     video_id: str
     label: int  # 1 = fake
     fake_probability: float  # the served rule's; NO_FACE_SCORE when no face was found
+    # The same rule without the crowd correction: the verdict person's own probability.
+    uncorrected_probability: float
     mean_probability: float  # the mean over the same faces
     verdict_label: str
     method: str | None  # the swap method of a fake, from the metadata
@@ -48,6 +50,13 @@ def served_video(video: dict, judged: VideoVerdict) -> ServedVideo:
         label=int(video["label"] == "fake"),
         fake_probability=(
             NO_FACE_SCORE if judged.fake_probability is None else judged.fake_probability
+        ),
+        uncorrected_probability=(
+            judged.crowd.person_probability
+            if judged.crowd is not None
+            else NO_FACE_SCORE
+            if judged.fake_probability is None
+            else judged.fake_probability
         ),
         mean_probability=NO_FACE_SCORE if mean is None else mean,
         verdict_label=judged.label,
@@ -102,6 +111,8 @@ def served_metrics(served: Sequence[ServedVideo]) -> dict[str, float]:
     metrics.update(auc_with_interval(served, "served_video_auc"))
     mean_rule = [_with_probability(video, video.mean_probability) for video in served]
     metrics.update(auc_with_interval(mean_rule, "served_mean_video_auc"))
+    uncorrected = [_with_probability(v, v.uncorrected_probability) for v in served]
+    metrics.update(auc_with_interval(uncorrected, "served_uncorrected_video_auc"))
     for method in sorted({video.method for video in fakes if video.method}):
         of_method = [video for video in fakes if video.method == method]
         metrics.update(auc_with_interval([*reals, *of_method], f"served_video_auc_{method}"))

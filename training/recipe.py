@@ -73,6 +73,10 @@ class TrainConfig:
     # The served threshold `make crossval` fitted for this recipe on held-out people (its
     # fitted_threshold: false alarms at most 10%), stored in the checkpoint.
     recipe_threshold: float | None = None
+    # Real people's person probabilities on held-out people, as their logits' mean and spread
+    # (`make crossval`'s real_person_logit_*), stored in the checkpoint: the server's crowd
+    # correction of person_max (model/verdict.py crowd_corrected).
+    recipe_real_person_logit: tuple[float, float] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     self_blend: SelfBlendConfig = field(default_factory=SelfBlendConfig)
     experiment: str = "deepfake-serve"
@@ -93,6 +97,13 @@ class TrainConfig:
             raise ConfigError(f"twin_ranking must be >= 0, got {self.twin_ranking}")
         if self.twin_ranking > 0 and not self.paired_batches:
             raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
+        if self.recipe_real_person_logit is not None and not (
+            len(self.recipe_real_person_logit) == 2 and self.recipe_real_person_logit[1] > 0
+        ):
+            raise ConfigError(
+                "recipe_real_person_logit must be [mean, spread > 0], "
+                f"got {self.recipe_real_person_logit}"
+            )
         if self.checkpoint_selection not in CHECKPOINT_SELECTIONS:
             raise ConfigError(f"checkpoint_selection must be one of {CHECKPOINT_SELECTIONS}")
 

@@ -35,7 +35,7 @@ from model.network import (
     save_checkpoint,
 )
 from model.schema import ConfigError
-from training.calibration import calibrate, store_threshold
+from training.calibration import calibrate, store_recipe_fits
 from training.data_dir import SplitError
 from training.dataset import (
     no_face_videos,
@@ -203,8 +203,7 @@ def finish_run(
     checkpoint = Path(config.output_dir) / BEST_WEIGHTS
     if config.calibration == "temperature":
         calibrate(checkpoint, scores, config.recipe_temperature, run)
-    if config.recipe_threshold is not None:
-        store_threshold(checkpoint, config.recipe_threshold, run)
+    store_recipe_fits(checkpoint, run, config.recipe_threshold, config.recipe_real_person_logit)
     version = log_checkpoint_and_register(
         run, checkpoint, Path(config.split), config.registered_model
     )
