@@ -17,7 +17,7 @@ from model.explain import heatmap_grey, overlay
 from model.pipeline import Face
 from model.provenance import Provenance
 from model.quality import QualityFlag
-from model.verdict import PersonVerdict, VideoVerdict
+from model.verdict import CrowdCorrection, PersonVerdict, VideoVerdict
 from model.video import SamplingConfig
 from protocol.wire import NO_FACE, SCHEMA_VERSION
 
@@ -81,7 +81,7 @@ def verdict_report(
         "verdict_person": None if suspect is None else suspect.person.person_id,
         # person_max over several people: the verdict person's own probability and the
         # video's after comparing them with as many real people (docs/api.md).
-        "crowd_correction": None if verdict.crowd is None else asdict(verdict.crowd),
+        "crowd_correction": None if verdict.crowd is None else crowd_report(verdict.crowd),
         "people": [person_report(person) for person in verdict.people],
         "quality_flags": [flag.as_json() for flag in quality_flags],
         "frames_analyzed": len(faces.frames),
@@ -103,6 +103,15 @@ def verdict_report(
         "sampling": asdict(sampling),
         "model": asdict(model),
         "timing_ms": {stage: round(ms, 1) for stage, ms in verdict.timing_ms.items()},
+    }
+
+
+def crowd_report(crowd: CrowdCorrection) -> dict[str, Any]:
+    """How the video's probability was drawn from its most suspicious of several people."""
+    return {
+        "people": crowd.people,
+        "person_probability": round(crowd.person_probability, 6),
+        "fake_probability": round(crowd.fake_probability, 6),
     }
 
 

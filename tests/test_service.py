@@ -3,6 +3,7 @@ they were, and it owns the engine, the cores and the explanations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -141,7 +142,19 @@ def test_a_1_1_body_keeps_every_1_0_field_and_adds_people(sample_videos):
     counted = [p for p in people.values() if p["faces"] >= 2]  # verdict.min_person_faces
     assert suspect["fake_probability"] == max(p["fake_probability"] for p in counted)
     assert body["fake_probability"] == suspect["fake_probability"]  # the person rule
+    assert body["crowd_correction"] is None  # the seeded settings carry no real people's spread
     assert all(set(flag) == {"flag", "reason"} for flag in body["quality_flags"])
+    # (1.3) A model that carries real people's spread corrects the rule for the five people.
+    crowd_settings = dataclasses.replace(settings, real_person_logit=(0.0, 0.3))
+    service = DetectorService(network, crowd_settings, by_people, "0" * 64)
+    corrected = service.analyze(video.path).body
+    crowd = corrected["crowd_correction"]
+    assert crowd["people"] == len(counted) and crowd["person_probability"] == pytest.approx(
+        suspect["fake_probability"], abs=1e-6
+    )
+    assert corrected["fake_probability"] == crowd["fake_probability"] < crowd["person_probability"]
+    assert corrected["people"] == body["people"]  # each person keeps their own score and label
+    assert f"most suspicious of {len(counted)} people" in corrected["label_reason"]
 
 
 def test_old_readers_of_1_0_fields_still_read_a_1_1_body(service, one_face_video, tmp_path):
