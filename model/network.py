@@ -98,9 +98,7 @@ class ModelSettings:
             raise CheckpointError(
                 f"decision_threshold must lie in [0, 1], got {self.decision_threshold}"
             )
-        if self.real_person_logit is not None and not (
-            len(self.real_person_logit) == 2 and self.real_person_logit[1] > 0
-        ):
+        if not is_real_person_logit(self.real_person_logit):
             raise CheckpointError(
                 f"real_person_logit must be (mean, spread > 0), got {self.real_person_logit}"
             )
@@ -132,6 +130,11 @@ class ModelSettings:
             if fields.get(key) is not None:
                 fields[key] = tuple(fields[key])
         return cls(**fields)
+
+
+def is_real_person_logit(value: tuple[float, float] | None) -> bool:
+    """None, or real people's person-logit (mean, spread) with a positive spread."""
+    return value is None or (len(value) == 2 and value[1] > 0)
 
 
 def build_model(settings: ModelSettings) -> nn.Module:

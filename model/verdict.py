@@ -87,6 +87,13 @@ class CrowdCorrection:
     fake_probability: float  # what one person alone would need to score to be as unusual
 
 
+def person_logit(probability: float) -> float:
+    """A person probability's logit, the scale real people's scores are modelled on (the
+    correction below, and its fit in training/calibration.py); clipped so 0 and 1 stay finite."""
+    clipped = min(max(probability, 1e-9), 1 - 1e-9)
+    return math.log(clipped / (1 - clipped))
+
+
 def crowd_corrected(
     probability: float, people: int, real_person_logit: tuple[float, float]
 ) -> float:
@@ -97,8 +104,7 @@ def crowd_corrected(
     if people <= 1:
         return probability
     mean, spread = real_person_logit
-    clipped = min(max(probability, 1e-9), 1 - 1e-9)
-    standard = (math.log(clipped / (1 - clipped)) - mean) / spread
+    standard = (person_logit(probability) - mean) / spread
     # Upper tails from erfc, exact where they are tiny: P(top of n > s) = 1 - (1 - P(one > s))^n.
     tail = min(0.5 * math.erfc(standard / math.sqrt(2)), 1 - 1e-16)
     if tail < 1e-300:  # beyond doubles: Mills' ratio gives z' = sqrt(z^2 - 2 ln n)

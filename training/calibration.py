@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from scipy.optimize import minimize_scalar
 
 from model.network import load_checkpoint, save_checkpoint
+from model.verdict import person_logit
 
 if TYPE_CHECKING:
     from training.scoring import CropScores
@@ -161,8 +162,9 @@ def store_recipe_fits(
 def fit_real_person_logit(probabilities: np.ndarray) -> tuple[float, float]:
     """Mean and spread of the logits of real people's person probabilities (people the model
     never saw): the null the server's crowd correction compares the most suspicious person to."""
-    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
-    if len(clipped) < 3:
-        raise ValueError(f"fitting real people's scores needs 3 or more people, got {len(clipped)}")
-    logits = np.log(clipped / (1 - clipped))
+    if len(probabilities) < 3:
+        raise ValueError(
+            f"fitting real people's scores needs 3 or more people, got {len(probabilities)}"
+        )
+    logits = np.array([person_logit(float(p)) for p in probabilities])
     return float(logits.mean()), float(logits.std(ddof=1))

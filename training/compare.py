@@ -23,7 +23,7 @@ def auc_gain(labels: np.ndarray, paired_scores: np.ndarray) -> float:
     return rank_auc(labels, paired_scores[:, 1]) - rank_auc(labels, paired_scores[:, 0])
 
 
-def served_probabilities(path: Path) -> dict[str, dict]:
+def served_videos(path: Path) -> dict[str, dict]:
     """The served videos of one `training.crossval` output, by video id."""
     return json.loads(path.read_text())["served"]
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path, help="crossval output of the recipe with the lever")
     args = parser.parse_args(argv)
     try:
-        rows = compare(served_probabilities(args.before), served_probabilities(args.after))
+        rows = compare(served_videos(args.before), served_videos(args.after))
     except (OSError, KeyError, ValueError) as error:
         print(f"compare: {error}", file=sys.stderr)
         return 2

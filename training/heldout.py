@@ -45,19 +45,12 @@ def served_video(video: dict, judged: VideoVerdict) -> ServedVideo:
     """A split entry and its verdict from the `DetectorService` -> one `ServedVideo`."""
     mean = aggregate(judged.faces.frame_probabilities(), "mean")
     people = [p.person for p in judged.people if len(p.person.faces) >= 2]
+    served = NO_FACE_SCORE if judged.fake_probability is None else judged.fake_probability
     return ServedVideo(
         video_id=video["video_id"],
         label=int(video["label"] == "fake"),
-        fake_probability=(
-            NO_FACE_SCORE if judged.fake_probability is None else judged.fake_probability
-        ),
-        uncorrected_probability=(
-            judged.crowd.person_probability
-            if judged.crowd is not None
-            else NO_FACE_SCORE
-            if judged.fake_probability is None
-            else judged.fake_probability
-        ),
+        fake_probability=served,
+        uncorrected_probability=served if judged.crowd is None else judged.crowd.person_probability,
         mean_probability=NO_FACE_SCORE if mean is None else mean,
         verdict_label=judged.label,
         method=video.get("method"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from model.network import XCEPTION_MODULES
+from model.network import XCEPTION_MODULES, is_real_person_logit
 from model.schema import ConfigError, add_arguments, from_arguments, from_mapping
 from training.augment import AugmentConfig
 from training.dataset import FAKE_SOURCES
@@ -97,9 +97,7 @@ class TrainConfig:
             raise ConfigError(f"twin_ranking must be >= 0, got {self.twin_ranking}")
         if self.twin_ranking > 0 and not self.paired_batches:
             raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
-        if self.recipe_real_person_logit is not None and not (
-            len(self.recipe_real_person_logit) == 2 and self.recipe_real_person_logit[1] > 0
-        ):
+        if not is_real_person_logit(self.recipe_real_person_logit):
             raise ConfigError(
                 "recipe_real_person_logit must be [mean, spread > 0], "
                 f"got {self.recipe_real_person_logit}"
