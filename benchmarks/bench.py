@@ -38,9 +38,8 @@ import psutil
 import torch
 import yaml
 
-from benchmarks.footage import CLIPS, make_clip
+from benchmarks.footage import CLIPS, SERVED_CLIPS, machine, make_clip
 from deploy.archive import DEFAULT_CONFIG, build_archive
-from model.cpu import cpu_flags, cpu_model
 from model.network import ModelSettings
 from model.runtime import candidate_paths
 from support.torchserve import RunningServer, serving, worker_processes
@@ -64,7 +63,6 @@ BASELINE_SETTINGS = {
 # The shipped settings with uploads decoded inside the worker: the sandbox's cost is the
 # difference between this variant and "shipped" (docs/security.md, the decoding sandbox).
 IN_PROCESS_SETTINGS = {"sandbox": {"enabled": False}}
-REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 
 
 @dataclass
@@ -236,7 +234,7 @@ def start_variant(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5, help="timed requests per clip")
-    parser.add_argument("--clips", default=",".join(CLIPS), help=f"some of {list(CLIPS)}")
+    parser.add_argument("--clips", default=",".join(SERVED_CLIPS), help=f"some of {list(CLIPS)}")
     parser.add_argument("--checkpoint", type=Path, help="default: seeded random 299 px weights")
     parser.add_argument("--no-throughput", action="store_true", help="skip the 1/2-worker runs")
     parser.add_argument(
@@ -247,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    flags = sorted(flag for flag in REPORTED_FLAGS if flag in cpu_flags())
-    cpu = f"{cpu_model()} ({len(psutil.Process().cpu_affinity())} cores; {' '.join(flags)})"
+    cpu = machine()
     auto = ", ".join(path.name for path in candidate_paths("auto"))
     print(f"bench: CPU {cpu}; torch {torch.__version__}; auto candidates here: {auto}")
     clips = {name: make_clip(name) for name in args.clips.split(",")}

@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import torch
 
-from benchmarks.footage import CLIPS, make_clip
+from benchmarks.footage import CLIPS, SERVED_CLIPS, make_clip
 from model.config import EngineConfig, ServiceConfig
 from model.cpu import cpu_model, usable_cores
 from model.credentials import CredentialsConfig
@@ -123,7 +123,7 @@ def compare_verdicts() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", default=",".join(CLIPS), help=f"some of {list(CLIPS)}")
+    parser.add_argument("--clips", default=",".join(SERVED_CLIPS), help=f"some of {list(CLIPS)}")
     parser.add_argument("--requests", type=int, default=3, help="timed requests per clip")
     parser.add_argument("--workers", default="1,2,4", help="worker processes to measure")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +26,13 @@ VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
 # More than this share of the frames the container declares missing means the file was cut short.
 _TRUNCATION_TOLERANCE = 0.05
+# Codecs whose keyframes (the demuxer's key flag) start a picture sequence no later frame looks
+# behind, so decoding may restart at one; each is checked bit for bit in tests/test_video.py.
+# Not MPEG-4 Part 2 (AVI's packed B-frames) nor codecs unseen there.
+_RESTARTABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "mjpeg"})
+# Skip ahead to a keyframe only past at least this many packets: a restart empties the
+# decoder's frame threads, which costs about as much as decoding a few frames.
+MIN_PACKETS_SKIPPED = 4
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,51 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class DecodePlan:
+    """The packets no sampled frame needs: `dropped` (by timestamp) lie between the packets one
+    sampled frame needs and the keyframe the next one starts from; at each of `restarts` (a
+    keyframe) the decoder first puts out what it holds, then starts afresh."""
+
+    dropped: frozenset[int]
+    restarts: frozenset[int]
+
+
+NO_SKIPPING = DecodePlan(frozenset(), frozenset())
+
+
+def decode_plan(
+    packets: Sequence[tuple[int, bool]],
+    wanted: Sequence[int],
+    min_skipped: int = MIN_PACKETS_SKIPPED,
+) -> DecodePlan:
+    """`packets`: (timestamp, is keyframe) in decode order; `wanted`: the timestamps to put
+    out. A wanted frame needs the packets from the last keyframe before it (in decode order,
+    shown no later than it) up to its own; a run of at least `min_skipped` packets between
+    such spans is dropped and decoding restarts at the next span's keyframe. A run after the
+    last span is kept: the decoder needs packets after a frame to put out a reordered one."""
+    position = {pts: at for at, (pts, _) in enumerate(packets)}
+    keyframes = [at for at, (_, key) in enumerate(packets) if key]
+    spans = []
+    for pts in wanted:
+        at = position.get(pts)
+        if at is None:
+            continue
+        start = bisect.bisect_right(keyframes, at) - 1
+        while start >= 0 and packets[keyframes[start]][0] > pts:  # a leading frame: look back
+            start -= 1
+        spans.append((keyframes[start] if start >= 0 else 0, at))
+    dropped: set[int] = set()
+    restarts: set[int] = set()
+    needed_until = None
+    for start, end in sorted(spans):
+        if needed_until is not None and start - needed_until - 1 >= min_skipped:
+            dropped.update(pts for pts, _ in packets[needed_until + 1 : start])
+            restarts.add(packets[start][0])
+        needed_until = end if needed_until is None else max(needed_until, end)
+    return DecodePlan(frozenset(dropped), frozenset(restarts))
+
+
+@dataclass(frozen=True)
 class SampledFrame:
     """One decoded frame: `rgb` is (H, W, 3) uint8, upright, as the viewer would see it."""
 
@@ -129,17 +181,23 @@ class VideoReader:
         threads: int = 0,
         limits: VideoLimits = DEFAULT_LIMITS,
         skip_unsampled: bool = True,
+        keyframe_restarts: bool = True,
     ) -> None:
         """`threads`: FFmpeg decoder threads; 0 lets FFmpeg use every core (a server worker
         passes its share, so workers do not oversubscribe the cores). `limits`: refuse videos
-        over them with `VideoLimitError`. `skip_unsampled`: let the decoder skip the frames
-        that sampling does not want and no other frame refers to (H.264/HEVC B-frames, ~a
-        third of the decoding); the sampled frames come out bit for bit the same."""
+        over them with `VideoLimitError`. `skip_unsampled`: decode only what the sampled
+        frames need: the decoder skips the unsampled frames no other frame refers to
+        (H.264/HEVC B-frames, ~a third of the decoding) and, with `keyframe_restarts`, the
+        packets between one sampled frame and the keyframe the next one starts from (short
+        keyframe intervals, sparse sampling; `decode_plan`). The sampled frames come out bit
+        for bit the same."""
         self._source = validated_source(source)
         self._limits = limits
         self._skip_unsampled = skip_unsampled
+        self._keyframe_restarts = keyframe_restarts
         self._decode_s = 0.0
         self.frames_decoded = 0  # frames the decoder put out, sampled or not
+        self.packets_dropped = 0  # packets never given to the decoder (`decode_plan`)
         self._container = open_container(self._source)
         try:
             self._stream = _video_stream(self._container)
@@ -149,7 +207,8 @@ class VideoReader:
             self._packets = self._container.demux(self._stream)
             self._pending: deque[av.VideoFrame] = deque()  # decoded, not yet read
             self._wanted_pts: frozenset[int] | None = None  # None: decode every frame
-            self._demuxed_pts: list[int | None] | None = None  # see _packet_pts
+            self._plan = NO_SKIPPING
+            self._demuxed: list[tuple[int | None, bool]] | None = None  # see _packet_index
             self._first_frame = self._next_decoded_frame(index=0)
             self.info = self._read_info()
             self._check_info_limits()
@@ -196,7 +255,7 @@ class VideoReader:
         or the timestamps cannot rank them (missing or repeated)."""
         if not self._skip_unsampled or len(wanted) >= self.info.frame_count:
             return None
-        presentation = _presentation_times(self._packet_pts())
+        presentation = _presentation_times([pts for pts, _ in self._packet_index()])
         first = self._first_frame
         if presentation is None or first is None or first.pts not in presentation:
             return None
@@ -204,6 +263,8 @@ class VideoReader:
         self._wanted_pts = frozenset(
             presentation[offset + i] for i in wanted if offset + i < len(presentation)
         )
+        if self._keyframe_restarts and self.info.codec in _RESTARTABLE_CODECS:
+            self._plan = decode_plan(self._packet_index(), sorted(self._wanted_pts))
 
         def rank(frame: av.VideoFrame, counted: int) -> int:
             if frame.pts is None:
@@ -220,6 +281,11 @@ class VideoReader:
                 if packet is None:
                     break
                 if self._wanted_pts is not None and packet.pts is not None:
+                    if packet.pts in self._plan.dropped:
+                        self.packets_dropped += 1
+                        continue
+                    if packet.pts in self._plan.restarts:
+                        self._restart_decoder()
                     # NONREF: the decoder drops this packet's frame only if no frame refers to it.
                     wanted = packet.pts in self._wanted_pts
                     self._stream.codec_context.skip_frame = "DEFAULT" if wanted else "NONREF"
@@ -240,6 +306,13 @@ class VideoReader:
                 code="decode_timeout",
             )
         return frame
+
+    def _restart_decoder(self) -> None:
+        """Put out the frames the decoder holds (a sampled one may wait there for packets that
+        were dropped), then reset it to start at a keyframe."""
+        context = self._stream.codec_context
+        self._pending.extend(context.decode(None))
+        context.flush_buffers()
 
     def _check_header_limits(self) -> None:
         """Before any frame is decoded: the size the codec parameters declare."""
@@ -272,7 +345,7 @@ class VideoReader:
         width, height = first.width, first.height
         if rotation % 180:
             width, height = height, width
-        frame_count = stream.frames or len(self._packet_pts())
+        frame_count = stream.frames or len(self._packet_index())
         time_base = stream.time_base
         duration_s = 0.0
         if stream.duration and time_base:
@@ -295,19 +368,22 @@ class VideoReader:
             bit_rate=stream.bit_rate or self._container.bit_rate or None,
         )
 
-    def _packet_pts(self) -> list[int | None]:
-        """Each video packet's timestamp, from one demux pass without decoding, made at most
-        once per video: it gives the frame count where the container declares none (WebM,
-        MKV) and the presentation order that frame skipping ranks frames by."""
-        if self._demuxed_pts is None:
-            self._demuxed_pts = _video_packet_pts(self._source)
-        return self._demuxed_pts
+    def _packet_index(self) -> list[tuple[int | None, bool]]:
+        """Each video packet's (timestamp, is keyframe) in decode order, from one demux pass
+        without decoding, made at most once per video: it gives the frame count where the
+        container declares none (WebM, MKV), the presentation order that frame skipping ranks
+        frames by, and the keyframes decoding may restart at."""
+        if self._demuxed is None:
+            self._demuxed = _video_packets(self._source)
+        return self._demuxed
 
     def _timestamp_s(self, frame: av.VideoFrame, index: int) -> float:
-        if frame.pts is None or frame.time_base is None:
+        # A frame drained from the decoder (a restart) carries no time base: the stream's.
+        time_base = frame.time_base or self._stream.time_base
+        if frame.pts is None or time_base is None:
             return index / self.info.fps if self.info.fps else 0.0
         start = self._stream.start_time or 0
-        return float((frame.pts - start) * frame.time_base)
+        return float((frame.pts - start) * time_base)
 
     def _upright_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
@@ -390,12 +466,12 @@ def _presentation_times(stamps: list[int | None]) -> list[int] | None:
     return sorted(stamps)
 
 
-def _video_packet_pts(source: bytes | bytearray | memoryview | Path) -> list[int | None]:
-    """Demux without decoding: the presentation timestamp of each video packet that holds a
-    frame the decoder will output (not empty, not marked to discard)."""
+def _video_packets(source: bytes | bytearray | memoryview | Path) -> list[tuple[int | None, bool]]:
+    """Demux without decoding: (presentation timestamp, is keyframe) of each video packet that
+    holds a frame the decoder will output (not empty, not marked to discard), in decode order."""
     with open_container(source) as container:
         return [
-            packet.pts
+            (packet.pts, packet.is_keyframe)
             for packet in container.demux(video=0)
             if packet.size and not packet.is_discard
         ]

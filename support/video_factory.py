@@ -35,11 +35,12 @@ def encode_video(
     crf: int | None = None,
     audio_seconds: float = 0.0,
     metadata: dict[str, str] | None = None,
+    codec_options: dict[str, str] | None = None,
 ) -> bytes:
     """Encode RGB frames; `frame_times_s` gives each frame's time (variable frame rate); `crf`
     is x264's quality (23 its default, FaceForensics++'s c23; 40 their low-quality c40);
     `audio_seconds` of a tone go in an AAC stream beside the video; `metadata`: container tags
-    (such as `creation_time`)."""
+    (such as `creation_time`); `codec_options`: the encoder's own (x264's `g`, `bf`, ...)."""
     # A real file, not BytesIO: faststart rewrites the file in a second pass.
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/video.{container}"
@@ -49,9 +50,11 @@ def encode_video(
             stream = output.add_stream(codec, rate=fps)
             height, width = frames[0].shape[:2]
             stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # MJPEG: full range
+            encoder_options = dict(codec_options or {})
             if crf is not None:
-                stream.options = {"crf": str(crf)}
+                encoder_options["crf"] = str(crf)
+            stream.options = encoder_options
             if frame_times_s is not None:
                 stream.codec_context.time_base = Fraction(1, 1000)
             if rotation:

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from model.errors import VideoInputError, VideoLimitError
 from model.video import (
+    DecodePlan,
     SamplingConfig,
     VideoLimits,
     VideoReader,
+    decode_plan,
     evenly_spaced,
     read_sampled_frames,
 )
@@ -216,8 +218,10 @@ def test_sampling_never_exceeds_the_cap_and_stays_in_the_video(
     assert indices[0] == 0 and indices[-1] <= max(frame_count, 1) - 1
 
 
-def _read_all(source, sampling: SamplingConfig, skip: bool) -> tuple[list, int]:
-    with VideoReader(source, threads=2, skip_unsampled=skip) as reader:
+def _read_all(
+    source, sampling: SamplingConfig, skip: bool, restarts: bool = True
+) -> tuple[list, int]:
+    with VideoReader(source, threads=2, skip_unsampled=skip, keyframe_restarts=restarts) as reader:
         frames = list(reader.sample(sampling))
         return frames, reader.frames_decoded
 
@@ -273,3 +277,64 @@ def test_skipping_keeps_frames_of_unusual_videos(make_video):
         expected, _ = _read_all(data, sampling, skip=False)
         got, _ = _read_all(data, sampling, skip=True)
         _assert_same_frames(expected, got, str(sampling))
+
+
+def test_decode_plan_drops_what_lies_between_a_sampled_frame_and_the_next_keyframe():
+    # Keyframes every 6 packets, no reordering (timestamp = decode position).
+    packets = [(at, at % 6 == 0) for at in range(24)]
+    plan = decode_plan(packets, wanted=[0, 14], min_skipped=4)
+    # Frame 0 needs packet 0; frame 14 needs 12-14: packets 1-11 are never decoded.
+    assert plan == DecodePlan(dropped=frozenset(range(1, 12)), restarts=frozenset({12}))
+    # A gap shorter than min_skipped is decoded through (a restart costs a few frames).
+    assert decode_plan(packets, wanted=[4, 8], min_skipped=4).dropped == frozenset()
+    # Nothing is dropped after the last sampled frame's packets (the decoder may need them to
+    # put out a reordered frame), nor before the first.
+    tail = decode_plan(packets, wanted=[2], min_skipped=1)
+    assert tail == DecodePlan(frozenset(), frozenset())
+
+
+def test_decode_plan_starts_a_leading_frame_at_the_keyframe_before_its_own():
+    # Open GOP: packet 6 is a keyframe shown at 7; packet 7 is shown at 6 (a leading frame,
+    # decoded after the keyframe, may refer to frames before it).
+    shown = [0, 1, 2, 3, 4, 5, 7, 6, 8, 9, 10, 11]
+    packets = [(pts, at in (0, 6)) for at, pts in enumerate(shown)]
+    assert decode_plan(packets, wanted=[0, 6], min_skipped=1).dropped == frozenset()
+    assert decode_plan(packets, wanted=[0, 8], min_skipped=1).restarts == frozenset({7})
+
+
+def _moving_picture(count: int) -> list[np.ndarray]:
+    """`count` frames of a small picture panning sideways: every codec predicts them."""
+    picture = grace_hopper_rgb()[100:196, 100:228]  # 128 x 96
+    return [np.roll(picture, shift, axis=1) for shift in range(0, 2 * count, 2)]
+
+
+VPX_FAST = {"g": "10", "deadline": "realtime"}
+# 60 frames at about 25 fps, each up to a third of a frame early or late (variable frame rate).
+WANDERING_TIMES = [(i + 0.3 * np.sin(i * 1.7)) / 25 if i else 0.0 for i in range(60)]
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        {"codec_options": {"g": "12"}},  # short keyframe interval with B-frames (phones: ~1 s)
+        {"codec_options": {"g": "12", "x264-params": "open-gop=1"}},
+        # As phones write: no B-frames, variable frame rate (a frame put out at a restart
+        # must keep its own time).
+        {"codec_options": {"g": "12", "bf": "0"}, "frame_times_s": WANDERING_TIMES},
+        {"container": "matroska", "codec_options": {"g": "10"}},
+        {"codec": "libx265", "codec_options": {"g": "10", "x265-params": "log-level=error"}},
+        {"container": "webm", "codec": "libvpx-vp9", "codec_options": VPX_FAST},
+        {"container": "webm", "codec": "libvpx", "codec_options": VPX_FAST},
+        {"container": "avi", "codec": "mjpeg"},  # every frame a keyframe
+    ],
+    ids=["h264", "h264-open-gop", "h264-vfr", "h264-mkv", "hevc", "vp9", "vp8", "mjpeg-avi"],
+)
+def test_keyframe_restarts_give_the_same_frames_and_decode_fewer(encoding):
+    data = encode_video(_moving_picture(60), **encoding)
+    for sampling in (SamplingConfig(interval=20), SamplingConfig(num_frames=4)):
+        expected, all_decoded = _read_all(data, sampling, skip=False)
+        through, decoded_through = _read_all(data, sampling, skip=True, restarts=False)
+        got, decoded = _read_all(data, sampling, skip=True)
+        _assert_same_frames(expected, through, f"{encoding} {sampling} without restarts")
+        _assert_same_frames(expected, got, f"{encoding} {sampling}")
+        assert decoded < min(decoded_through, all_decoded), sampling
