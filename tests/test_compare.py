@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from training.compare import compare, main
+from training.compare import compare, main, paired_rate_gain
 
 
 def _served(probabilities: dict[str, float]) -> dict[str, dict]:
@@ -42,3 +42,17 @@ def test_the_same_run_twice_moves_nothing_and_different_videos_are_refused(tmp_p
     other.write_text(json.dumps({"served": {**BEFORE, "r4": BEFORE["r1"]}}))
     assert main([str(before), str(other)]) == 2
     assert "different videos" in capsys.readouterr().err
+
+
+def test_paired_rate_change_counts_swaps_above_their_own_real_clip():
+    before = _served({"r1": 0.5, "r2": 0.5, "p1": 0.4, "p2": 0.6, "f1": 0.3, "f2": 0.7})
+    for swap, source in {"p1": "r1", "f1": "r1", "p2": "r2", "f2": "r2"}.items():
+        before[swap]["source_video"] = source
+    after = {video: dict(served) for video, served in before.items()}
+    after["p1"]["fake_probability"] = after["f1"]["fake_probability"] = 0.9
+    gain = paired_rate_gain(before, after)
+    assert gain["swaps"] == 4
+    assert gain["rate_before"] == 0.5 and gain["rate_after"] == 1.0
+    # Resampling the two real clips with their swaps: r1's pair went 0 -> 1, r2's stayed 1.
+    assert gain["gain_low"] == pytest.approx(0.0) and gain["gain_high"] == pytest.approx(1.0)
+    assert paired_rate_gain(BEFORE, BEFORE) is None  # no swap names its real clip

@@ -1,7 +1,8 @@
 """Two protocol-v2 runs side by side: how far a lever moved the served video AUC, overall and
-per swap method, with a paired bootstrap interval. Both runs judge the same held-out videos,
-so resampling the videos once for both cancels what the videos share, and the interval of
-the difference is much narrower than the two runs' own intervals side by side.
+per swap method, and the paired rate (a swap above the real clip it was made from), each with
+a paired bootstrap interval. Both runs judge the same held-out videos, so resampling the
+videos once for both cancels what the videos share, and the interval of the difference is
+much narrower than the two runs' own intervals side by side.
 
     python -m training.compare crossval.json lever.json   # outputs of `make crossval`
 """
@@ -65,13 +66,52 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def paired_rate_gain(
+    before: dict[str, dict], after: dict[str, dict], resamples: int = 2000, seed: int = 0
+) -> dict | None:
+    """The paired rate before and after, on the swaps whose real clip both runs scored, and
+    the 95% interval of its change, resampling real clips with all their swaps (the swaps of
+    one real clip share its score); None without such swaps."""
+    swaps = [
+        video
+        for video, served in sorted(before.items())
+        if served["label"] == 1 and served.get("source_video") in before and video in after
+    ]
+    if not swaps:
+        return None
+
+    def above_source(run: dict[str, dict], video: str) -> float:
+        gap = run[video]["fake_probability"] - run[run[video]["source_video"]]["fake_probability"]
+        return 1.0 if gap > 0 else 0.5 if gap == 0 else 0.0
+
+    outcomes = np.array([[above_source(before, v), above_source(after, v)] for v in swaps])
+    sources = np.array([before[v]["source_video"] for v in swaps])
+    groups = [np.flatnonzero(sources == source) for source in np.unique(sources)]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(resamples):
+        chosen = np.concatenate([groups[k] for k in rng.integers(len(groups), size=len(groups))])
+        gains.append(outcomes[chosen, 1].mean() - outcomes[chosen, 0].mean())
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return {
+        "swaps": len(swaps),
+        "rate_before": float(outcomes[:, 0].mean()),
+        "rate_after": float(outcomes[:, 1].mean()),
+        "gain": float(outcomes[:, 1].mean() - outcomes[:, 0].mean()),
+        "gain_low": float(low),
+        "gain_high": float(high),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", type=Path, help="crossval output of the recipe a lever changes")
     parser.add_argument("after", type=Path, help="crossval output of the recipe with the lever")
     args = parser.parse_args(argv)
     try:
-        rows = compare(served_videos(args.before), served_videos(args.after))
+        before, after = served_videos(args.before), served_videos(args.after)
+        rows = compare(before, after)
+        paired = paired_rate_gain(before, after)
     except (OSError, KeyError, ValueError) as error:
         print(f"compare: {error}", file=sys.stderr)
         return 2
@@ -80,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['subset']} ({row['videos']} videos): served video AUC "
             f"{row['auc_before']:.3f} -> {row['auc_after']:.3f}, "
             f"{row['gain']:+.3f} [{row['gain_low']:+.3f}, {row['gain_high']:+.3f}]"
+        )
+    if paired is not None:
+        print(
+            f"paired rate ({paired['swaps']} swaps): {paired['rate_before']:.3f} -> "
+            f"{paired['rate_after']:.3f}, {paired['gain']:+.3f} "
+            f"[{paired['gain_low']:+.3f}, {paired['gain_high']:+.3f}]"
         )
     return 0
 
