@@ -39,7 +39,7 @@ import psutil
 import torch
 import yaml
 
-from benchmarks.floors import StageFloors, measure_floors
+from benchmarks.floors import StageFloors, measure_floors, measure_peak
 from benchmarks.footage import CLIPS, SERVED_CLIPS, machine, make_clip
 from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.network import ModelSettings
@@ -252,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: CPU {cpu}; torch {torch.__version__}; auto candidates here: {auto}")
     clips = {name: make_clip(name) for name in args.clips.split(",")}
     floors: dict[str, StageFloors] = {}
+    peak = measure_peak()
     for name, clip in clips.items():  # before any server starts: the work alone
-        floors[name] = measure_floors(clip)
+        floors[name] = measure_floors(clip, peak)
         print(f"bench: {name} floors measured ({floors[name].crops} crops)", flush=True)
     with tempfile.TemporaryDirectory(prefix="deepfake-bench-") as folder:
         work = Path(folder)
