@@ -133,6 +133,7 @@ class DlibHogDetector:
         self._detector = dlib.get_frontal_face_detector()
         self._mtcnn = None
         self.searches = self.name
+        self.second_looks = 0  # frames the second look has searched (what it costs)
         if config.retry_with == "mtcnn":
             from model.mtcnn import MtcnnSearch  # torch-backed: only built where it is used
 
@@ -149,6 +150,7 @@ class DlibHogDetector:
         found.sort(key=lambda hit: hit[1], reverse=True)
         added: list[tuple[FaceBox, float]] = []
         if self._worth_retrying(found, frame_number):
+            self.second_looks += 1
             again = (
                 self._mtcnn(copy)
                 if self._mtcnn is not None
