@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.floors import cpu_seconds
 from benchmarks.footage import CLIPS, machine, make_clip
 from model.video import SamplingConfig, VideoReader
 
@@ -34,15 +34,9 @@ WAYS = {  # name -> (skip unsampled non-reference frames, restart at keyframes)
 class Decoded:
     frames_decoded: int
     packets_dropped: int
-    sampled: int
     wall_s: float
     cpu_s: float
     digest: str  # of every sampled frame's index, time and pixels
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def decode(clip: Path, threads: int, skip: bool, restarts: bool) -> Decoded:
@@ -51,15 +45,12 @@ def decode(clip: Path, threads: int, skip: bool, restarts: bool) -> Decoded:
     with VideoReader(
         clip, threads=threads, skip_unsampled=skip, keyframe_restarts=restarts
     ) as reader:
-        sampled = 0
         for frame in reader.sample(SAMPLING):
             digest.update(f"{frame.index} {frame.timestamp_s!r}".encode())
             digest.update(frame.rgb.tobytes())
-            sampled += 1
     return Decoded(
         reader.frames_decoded,
         reader.packets_dropped,
-        sampled,
         time.perf_counter() - started,
         cpu_seconds() - cpu_started,
         digest.hexdigest(),
