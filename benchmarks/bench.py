@@ -39,8 +39,8 @@ import psutil
 import torch
 import yaml
 
-from benchmarks.floors import StageFloors, measure_floors, measure_peak
-from benchmarks.footage import CLIPS, SERVED_CLIPS, machine, make_clip
+from benchmarks.floors import STAGES, StageFloors, machine, measure_floors, measure_peak
+from benchmarks.footage import CLIPS, SERVED_CLIPS, make_clip
 from deploy.archive import DEFAULT_CONFIG, build_archive
 from model.network import ModelSettings
 from model.runtime import candidate_paths
@@ -318,15 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|")
     for name, floor in floors.items():
-        work_s = {
-            "decode": floor.decode_cpu_s,
-            "detect": floor.detect_cpu_s,
-            "classify": floor.classify_cpu_s,
-        }
-        for stage, cpu_s in work_s.items():
+        for stage in STAGES:
             shipped_ms = results["shipped"][name].stage_ms.get(stage, 0.0)
             print(
-                f"| {name} | {stage} | {cpu_s:.2f} | {floor.wall_ms(stage):.0f} | "
+                f"| {name} | {stage} | {floor.cpu_s(stage):.2f} | {floor.wall_ms(stage):.0f} | "
                 f"{results['baseline'][name].stage_ms.get(stage, 0.0):.0f} | "
                 f"{shipped_ms:.0f} | {shipped_ms / floor.wall_ms(stage):.1f}x |"
             )

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.floors import cpu_seconds
-from benchmarks.footage import CLIPS, machine, make_clip
+from benchmarks.floors import cpu_seconds, machine
+from benchmarks.footage import CLIPS, make_clip
 from model.video import SamplingConfig, VideoReader
 
 SAMPLING = SamplingConfig()  # the server's default: every 20th frame, at most 64

@@ -26,10 +26,20 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.cpu import has_native_bf16, usable_cores
+from model.cpu import cpu_flags, cpu_model, has_native_bf16, usable_cores
 from model.faces import DetectorConfig, make_detector
 from model.network import ModelSettings, build_model
 from model.video import SamplingConfig, VideoReader
+
+STAGES = ("decode", "detect", "classify")  # the stages a response's timing_ms names
+# The CPU features that decide the fastest path, named beside every figure.
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
+
+
+def machine() -> str:
+    """This machine's CPU as the benchmarks print it: model, usable cores, the flags that matter."""
+    flags = sorted(flag for flag in REPORTED_FLAGS if flag in cpu_flags())
+    return f"{cpu_model()} ({usable_cores()} cores; {' '.join(flags)})"
 
 
 @dataclass(frozen=True)
@@ -46,14 +56,21 @@ class StageFloors:
     def classify_cpu_s(self) -> float:
         return self.crops * self.gflop_per_crop / (self.peak_gflops / self.cores)
 
+    def cpu_s(self, stage: str) -> float:
+        """CPU-seconds the work of one of STAGES needs."""
+        return {
+            "decode": self.decode_cpu_s,
+            "detect": self.detect_cpu_s,
+            "classify": self.classify_cpu_s,
+        }[stage]
+
     def wall_ms(self, stage: str) -> float:
         """The stage's floor as wall time with every core on it."""
-        cpu_s = {"decode": self.decode_cpu_s, "detect": self.detect_cpu_s}.get(stage)
-        return 1000 * (self.classify_cpu_s if cpu_s is None else cpu_s) / self.cores
+        return 1000 * self.cpu_s(stage) / self.cores
 
     @property
     def request_s(self) -> float:
-        return (self.decode_cpu_s + self.detect_cpu_s + self.classify_cpu_s) / self.cores
+        return sum(self.cpu_s(stage) for stage in STAGES) / self.cores
 
 
 def cpu_seconds() -> float:

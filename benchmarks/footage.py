@@ -12,11 +12,7 @@ import av
 import cv2
 import numpy as np
 
-from model.cpu import cpu_flags, cpu_model, usable_cores
 from support.samples import SAMPLE_DATA
-
-# The CPU features that decide the fastest path, named beside every figure.
-REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni")
 
 SAMPLE_VIDEO = SAMPLE_DATA / "videos" / "real" / "a_wolfgang_c1.mp4"
 CLIP_DIR = Path(__file__).resolve().parent / "clips"
@@ -78,9 +74,3 @@ def make_clip(name: str) -> Path:
         output.mux(stream.encode(None))
     partial.rename(path)
     return path
-
-
-def machine() -> str:
-    """This machine's CPU as the benchmarks print it: model, usable cores, the flags that matter."""
-    flags = sorted(flag for flag in REPORTED_FLAGS if flag in cpu_flags())
-    return f"{cpu_model()} ({usable_cores()} cores; {' '.join(flags)})"

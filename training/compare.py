@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.heldout import pair_outcome
 from training.metrics import bootstrap_interval, rank_auc
 
 
@@ -81,8 +82,8 @@ def paired_rate_gain(
         return None
 
     def above_source(run: dict[str, dict], video: str) -> float:
-        gap = run[video]["fake_probability"] - run[run[video]["source_video"]]["fake_probability"]
-        return 1.0 if gap > 0 else 0.5 if gap == 0 else 0.0
+        source = run[video]["source_video"]
+        return pair_outcome(run[video]["fake_probability"], run[source]["fake_probability"])
 
     outcomes = np.array([[above_source(before, v), above_source(after, v)] for v in swaps])
     sources = np.array([before[v]["source_video"] for v in swaps])

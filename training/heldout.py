@@ -160,15 +160,20 @@ def threshold_for_false_alarms(
     return {}
 
 
+def pair_outcome(swap_probability: float, source_probability: float) -> float:
+    """A swap against the real clip it was made from: 1 above it, 0.5 level, 0 below."""
+    difference = swap_probability - source_probability
+    return 1.0 if difference > 0 else 0.5 if difference == 0 else 0.0
+
+
 def paired_outcomes(served: Sequence[ServedVideo]) -> list[float]:
-    """Per swap whose real clip was also scored: 1 above it, 0.5 level, 0 below."""
+    """`pair_outcome` of each swap whose real clip was also scored."""
     by_id = {video.video_id: video for video in served}
     outcomes = []
     for video in served:
         real = by_id.get(video.source_video) if video.label == 1 else None
         if real is not None:
-            difference = video.fake_probability - real.fake_probability
-            outcomes.append(1.0 if difference > 0 else 0.5 if difference == 0 else 0.0)
+            outcomes.append(pair_outcome(video.fake_probability, real.fake_probability))
     return outcomes
 
 
