@@ -175,9 +175,13 @@ def _overlaps(
     for person in people:
         if frame.timestamp_s - person.last_s > config.max_gap_s:
             continue
-        predicted = person.predicted_box()
+        last, predicted = person.faces[-1].box, person.predicted_box()
         for index, face in enumerate(frame.faces):
-            overlap = iou(predicted, face.box)
+            # The better of where it was and where it was heading: a detector's boxes jitter
+            # by a tenth of their size between samples (HOG's scale steps), and constant
+            # velocity extrapolates that jitter (a still face predicted off itself, then
+            # re-identified by descriptor, ~0.1 s each, on the phone bench clip).
+            overlap = max(iou(last, face.box), iou(predicted, face.box))
             if overlap >= config.min_overlap:
                 pairs.append((overlap, person, index))
     pairs.sort(key=lambda pair: -pair[0])
