@@ -3,9 +3,10 @@
     python -m training.quantize --checkpoint checkpoints/best.pt --split images/split.json \
         --output model_store/int8
 
-NNCF calibrates the OpenVINO model on face crops of the split's training videos and puts the
-layers whose int8 error moves those videos most back to fp32 (accuracy control). The int8
-model is accepted only if, on the validation videos, its video AUC stays within
+The network's depthwise channels are first evened out for per-tensor int8 (`training.equalize`,
+exact in fp32); NNCF calibrates the OpenVINO model on face crops of the split's training videos
+and puts the layers whose int8 error moves those videos most back to fp32 (accuracy control).
+The int8 model is accepted only if, on the validation videos, its video AUC stays within
 `max_auc_drop` of the fp32 network's and no video's fake probability moves more than
 `max_probability_shift`; `deploy.archive` ships it only then.
 """
@@ -18,7 +19,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from model.schema import add_arguments, parse_command
 from model.video import evenly_spaced
 from training.data_dir import check_crop_size, load_split
 from training.dataset import Collate, FaceCrops, split_items
+from training.equalize import equalized
 from training.evaluate import all_metrics, evaluate_split
 from training.scoring import CropScores, video_probabilities
 
@@ -83,18 +85,18 @@ def quantize(
     spread evenly over the calibration set, then layers put back to fp32 until no calibration
     video's fake probability moves more than `restore_max_shift` from the fp32 network's."""
     import nncf  # only the archive step quantizes; workers never import NNCF
-    from nncf.quantization.advanced_parameters import (
-        AdvancedAccuracyRestorerParameters,
-        AdvancedQuantizationParameters,
-    )
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     if len(calibration) == 0:
         raise ValueError("no calibration crops: the split's train videos have no faces")
-    fp32_model = convert_to_openvino(network, settings)
     crops = CalibrationCrops(
-        calibration, settings, config, compile_for_cpu(fp32_model, config.threads)
+        calibration,
+        settings,
+        config,
+        compile_for_cpu(convert_to_openvino(network, settings), config.threads),
     )
+    # The same function in fp32, its channels evened out for per-tensor int8 (training.equalize).
+    fp32_model = convert_to_openvino(equalized(network, crops.batches()), settings)
     int8_model = nncf.quantize_with_accuracy_control(
         fp32_model,
         nncf.Dataset(crops.positions, crops.to_input),
@@ -102,12 +104,10 @@ def quantize(
         crops.agreement,
         max_drop=config.restore_max_shift,
         subset_size=len(crops.positions),
-        # Activation ranges from the calibration minimum and maximum, not NNCF's quantiles:
-        # clipping the rare large activations moved the demo model's validation videos by up
-        # to 0.052, whole ranges by 0.029 (the check allows 0.02).
-        advanced_quantization_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
-        ),
+        # Asymmetric activations: a depthwise output is signed and lopsided (on the demo
+        # model 0.5.0, quantized whole, equalized: symmetric moved a calibration video 0.21,
+        # asymmetric 0.13; with NNCF's quantile ranges then 0.07, docs/deployment.md).
+        preset=nncf.QuantizationPreset.MIXED,
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
             max_num_iterations=config.max_restored_layers,
             ranking_subset_size=config.ranking_crops,
@@ -141,6 +141,12 @@ class CalibrationCrops:
         reference = self._reference[items]
         worst = _largest_move(self._videos(items, reference), self._videos(items, probabilities))
         return 1.0 - worst, [1.0 - abs(float(m)) for m in probabilities - reference]
+
+    def batches(self, size: int = 16) -> Iterator[torch.Tensor]:
+        """The calibration crops as network input, `size` at a time."""
+        for start in range(0, len(self.positions), size):
+            chunk = self.positions[start : start + size]
+            yield torch.from_numpy(np.concatenate([self.to_input(p) for p in chunk]))
 
     def _input(self, position: int) -> np.ndarray:
         batch, _, _ = self._collate([self._calibration[self._indices[position]]])
