@@ -1,11 +1,12 @@
-"""Cores a worker may use: affinity capped by the cgroup CPU quota (containers, pods)."""
+"""Cores a worker may use (affinity capped by the cgroup CPU quota: containers, pods) and how
+the CPU is named."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from model.cpu import cgroup_cpu_quota, usable_cores
+from model.cpu import cgroup_cpu_quota, cpu_model, usable_cores
 
 
 def write(path: Path, text: str) -> None:
@@ -40,3 +41,14 @@ def test_no_cgroup_information_means_the_affinity_alone(tmp_path):
     assert cgroup_cpu_quota(tmp_path, tmp_path / "missing") is None
     write(tmp_path / "proc_cgroup", "0::/\n")  # v2 root without a cpu.max (this machine's kind)
     assert usable_cores(tmp_path, tmp_path / "proc_cgroup") == len(os.sched_getaffinity(0))
+
+
+def test_the_cpu_is_named_with_its_family_and_model():
+    two_processors = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\nflags\t\t: avx512_bf16\n\n"
+        "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: other\n"
+    )
+    assert cpu_model(two_processors) == "AMD EPYC (family 26, model 2)"
+    assert cpu_model("model name\t: Some CPU\n") == "Some CPU"
+    assert cpu_model("") == "unknown CPU"
