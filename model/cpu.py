@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,15 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"
     return name
+
+
+def skip_triton_without_gpu() -> None:
+    """Make `import triton` fail in a process that has no CUDA device. torchvision imports
+    torch._dynamo, which imports triton (a GPU kernel compiler) only to learn whether it is
+    installed: 100 MB more resident in every CPU worker (docs/performance.md) for kernels that
+    never run there. Nothing in this project compiles kernels; with a GPU it stays importable."""
+    if "triton" not in sys.modules and not torch.cuda.is_available():
+        sys.modules["triton"] = None  # importlib's marker for "cannot be imported"
 
 
 def has_native_bf16(flags: frozenset[str] | None = None) -> bool:

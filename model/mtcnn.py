@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.cpu import skip_triton_without_gpu
 from model.faces import FaceBox
 
 # sha256 of the weight files in facenet-pytorch 2.6.0's wheel (facenet_pytorch/data/).
@@ -63,6 +64,7 @@ class MtcnnSearch:
     """MTCNN on an RGB copy, faces from `min_face_px` wide, boxes in HOG's convention."""
 
     def __init__(self, min_face_px: int, min_probability: float) -> None:
+        skip_triton_without_gpu()  # facenet-pytorch imports torchvision, which asks for it
         try:
             import facenet_pytorch
             from facenet_pytorch import MTCNN

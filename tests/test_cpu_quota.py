@@ -4,6 +4,8 @@ the CPU is named."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from model.cpu import cgroup_cpu_quota, cpu_model, usable_cores
@@ -52,3 +54,24 @@ def test_the_cpu_is_named_with_its_family_and_model():
     assert cpu_model(two_processors) == "AMD EPYC (family 26, model 2)"
     assert cpu_model("model name\t: Some CPU\n") == "Some CPU"
     assert cpu_model("") == "unknown CPU"
+
+
+def test_a_cpu_process_builds_the_detector_without_loading_triton():
+    script = (
+        "import sys\n"
+        "from model.faces import DetectorConfig, make_detector\n"
+        "make_detector(DetectorConfig())\n"
+        "import torchvision, torch\n"
+        "boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10]])\n"
+        "kept = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)\n"
+        "print('facenet' in ' '.join(sys.modules), sys.modules.get('triton'), kept.tolist())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    assert result.stdout.split("\n")[-2] == "True None [0]"
