@@ -122,6 +122,7 @@ TRAIN_METADATA = $(foreach folder,$(TRAIN_DATA),--metadata $(folder)/labels.csv)
 # (every video in train). Cut again from nothing, and the demo model trained again, when the
 # face detector changes: a model must see the faces and crops the server will give it (an
 # extraction without all.json was interrupted: it resumes, skipping the videos it has done).
+# The demo model is trained again when its recipe changes.
 DETECTOR_CODE := model/faces.py model/mtcnn.py
 $(IMAGE_ROOT)/%/all.json: $(DETECTOR_CODE)
 	@if [ -f $@ ]; then echo "make: the face detector changed: cutting $(@D) again"; rm -rf $(@D); fi
@@ -134,7 +135,7 @@ $(IMAGE_ROOT)/%/all.json: $(DETECTOR_CODE)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA) --val 0 --test 0 --output $@
 
-$(CHECKPOINT): $(IMAGES)/all.json | $(WEIGHTS)
+$(CHECKPOINT): $(IMAGES)/all.json training/demo.yaml | $(WEIGHTS)
 	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/all.json \
 		--output-dir $(dir $(CHECKPOINT))
 
