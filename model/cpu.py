@@ -15,23 +15,9 @@ import torch
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The first processor's feature flags; empty where /proc/cpuinfo is unavailable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU's model name with its family and model numbers (from `cpuinfo`, by default
-    /proc/cpuinfo): virtual machines often show only "AMD EPYC", and EPYCs of families 25 and
-    26 differ twofold in bf16 matrix rate."""
+def first_processor(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first processor's fields of `cpuinfo` (by default /proc/cpuinfo; empty where it is
+    unavailable)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -43,6 +29,19 @@ def cpu_model(cpuinfo: str | None = None) -> str:
             break  # the first processor is enough
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The first processor's feature flags; empty where /proc/cpuinfo is unavailable."""
+    return frozenset(first_processor().get("flags", "").split())
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name with its family and model numbers: virtual machines often show only
+    "AMD EPYC", and EPYCs of families 25 and 26 differ twofold in bf16 matrix rate."""
+    fields = first_processor(cpuinfo)
     name = fields.get("model name", "unknown CPU")
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"

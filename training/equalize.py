@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-SMOOTHING_ALPHA = 0.5  # of 0.3, 0.5 and 0.8 measured, 0.5 moved the demo model least
+SMOOTHING_ALPHA = 0.5  # of 0.3 to 0.8 measured, 0.5 moved the calibration videos least
 
 
 def separable_convs(network: nn.Module) -> list[nn.Module]:

@@ -144,9 +144,12 @@ class CalibrationCrops:
 
     def batches(self, size: int = 16) -> Iterator[torch.Tensor]:
         """The calibration crops as network input, `size` at a time."""
-        for start in range(0, len(self.positions), size):
-            chunk = self.positions[start : start + size]
-            yield torch.from_numpy(np.concatenate([self.to_input(p) for p in chunk]))
+        return (torch.from_numpy(batch) for batch in self._inputs(self.positions, size))
+
+    def _inputs(self, items: list[int], size: int) -> Iterator[np.ndarray]:
+        """These crops as network input, `size` at a time."""
+        for start in range(0, len(items), size):
+            yield np.concatenate([self.to_input(p) for p in items[start : start + size]])
 
     def _input(self, position: int) -> np.ndarray:
         batch, _, _ = self._collate([self._calibration[self._indices[position]]])
@@ -154,9 +157,8 @@ class CalibrationCrops:
 
     def _probabilities(self, compiled: Any, items: list[int]) -> np.ndarray:
         """Fake probability per crop, `batch_size` crops per call of the compiled model."""
-        size, probabilities = self._config.batch_size, []
-        for start in range(0, len(items), size):
-            batch = np.concatenate([self.to_input(p) for p in items[start : start + size]])
+        probabilities = []
+        for batch in self._inputs(items, self._config.batch_size):
             logits = torch.from_numpy(np.asarray(compiled(batch)[0], dtype=np.float32))
             probabilities.append(fake_probabilities_from_logits(logits, self._settings).numpy())
         return np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32)
