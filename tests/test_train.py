@@ -293,3 +293,70 @@ def test_modules_before_train_from_keep_their_weights(tracking_uri, split_file, 
     assert changed == {"block11", "block12", "conv3", "bn3", "conv4", "bn4", "last_linear"}
     with pytest.raises(SystemExit, match="train_from"):
         main(["--split", str(split_file), "--train-from", "block13"])
+
+
+def test_weight_averaging_keeps_the_mean_of_the_weights_after_every_step():
+    from torch import nn
+    from torch.optim.swa_utils import AveragedModel
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from training.loop import TrainingLoss, train_one_epoch
+
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    images, labels = torch.randn(12, 3, 8, 8), torch.tensor([0, 1] * 6)
+    loader = DataLoader(TensorDataset(images, labels, torch.arange(12)), batch_size=4)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.5)
+    after_each_step = []
+    optimizer.register_step_post_hook(
+        lambda *_: after_each_step.append(
+            {k: v.detach().clone() for k, v in network.state_dict().items()}
+        )
+    )
+    averaged = AveragedModel(network, use_buffers=True)
+    loss = TrainingLoss(torch.ones(2), np.full(12, -1), 0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    train_one_epoch(
+        network, loader, loss, optimizer, schedule, "fp32", None, None, 0, averaged=averaged
+    )
+    assert len(after_each_step) == 3
+    for key in ("0.weight", "4.bias", "1.running_mean", "1.running_var"):
+        mean = torch.stack([weights[key] for weights in after_each_step]).mean(dim=0)
+        assert torch.allclose(averaged.module.state_dict()[key], mean, atol=1e-6), key
+        assert not torch.allclose(network.state_dict()[key], mean, atol=1e-4), key  # it moved
+
+
+def test_a_weight_averaged_recipe_keeps_and_resumes_the_average(tracking_uri, split_file, tmp_path):
+    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path), *SHORT_RUN]
+    arguments += ["--experiment", "averaged", "--registered-model", "", "--lr", "0.01"]
+    arguments += ["--checkpoint-selection", "last"]
+    with pytest.raises(SystemExit, match="weight_average_epochs must lie in \\[0, 1\\]"):
+        main(
+            [
+                *arguments,
+                "--epochs",
+                "2",
+                "--freeze-backbone-epochs",
+                "1",
+                "--weight-average-epochs",
+                "2",
+            ]
+        )
+    assert main([*arguments, "--epochs", "2", "--weight-average-epochs", "2"]) == 0
+    state = torch.load(tmp_path / "last_state.pt", weights_only=True)
+    assert state["averaged"]["n_averaged"] == 4  # 2 epochs of 2 steps
+    kept = torch.load(tmp_path / "best.pt", weights_only=True)
+    last_step = state["network"]
+    key = "last_linear.1.weight"
+    assert torch.equal(kept[key], state["averaged"][f"module.{key}"])
+    assert not torch.equal(kept[key], last_step[key])  # the average, not the last step
+    # A resumed run goes on averaging from where the state left off.
+    assert main([*arguments, "--epochs", "3", "--weight-average-epochs", "3", "--resume"]) == 0
+    resumed = torch.load(tmp_path / "last_state.pt", weights_only=True)["averaged"]
+    assert resumed["n_averaged"] == 6

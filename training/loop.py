@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.device import autocast
 from training.data_dir import SplitError
-from training.distributed import ONE_PROCESS, Processes
+from training.distributed import ONE_PROCESS, Processes, unwrap
 from training.optim import freeze
 
 
@@ -67,9 +68,10 @@ def train_one_epoch(
     processes: Processes = ONE_PROCESS,
     frozen: tuple[str, ...] = (),
     scaler: torch.amp.GradScaler | None = None,
+    averaged: AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over `loader`. `scaler` scales fp16 losses so small gradients do not vanish
-    (bf16 and fp32 need none)."""
+    (bf16 and fp32 need none); `averaged` takes in the weights after every step."""
     scaler = scaler or torch.amp.GradScaler(processes.device.type, enabled=False)
     network.train()
     freeze(network, frozen)
@@ -90,6 +92,8 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(unwrap(network))
         total_loss += loss.item() * len(labels)
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}")

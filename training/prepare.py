@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Sampler
 
 from model.cpu import cpu_model
@@ -28,7 +29,7 @@ from training.dataset import (
     twin_indices,
     validation_items,
 )
-from training.distributed import Processes
+from training.distributed import Processes, unwrap
 from training.loop import TrainingLoss, class_weights, steps_per_epoch
 from training.optim import freeze, frozen_modules, parameter_groups
 from training.recipe import TrainConfig
@@ -53,6 +54,15 @@ class Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    # The running mean of the weights over the recipe's last `weight_average_epochs` (None:
+    # no averaging); its module is what the run keeps once it has taken in a step.
+    averaged: AveragedModel | None = None
+
+    def kept_network(self) -> nn.Module:
+        """The weights an epoch's end validates and saves: the average once it has begun."""
+        if self.averaged is not None and self.averaged.n_averaged > 0:
+            return self.averaged.module
+        return unwrap(self.network)
 
 
 def prepare(config: TrainConfig, processes: Processes) -> Training:
@@ -95,6 +105,11 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps),
         scaler=torch.amp.GradScaler(processes.device.type, enabled=precision == "fp16"),
+        averaged=(
+            AveragedModel(unwrap(network), use_buffers=True)
+            if config.weight_average_epochs
+            else None
+        ),
     )
 
 

@@ -50,6 +50,10 @@ class TrainConfig:
     # Weight of a ranking loss on each real crop and its twin in a batch (training/loop.py
     # TrainingLoss): the blend must score above the same face unblended. Needs paired_batches.
     twin_ranking: float = 0.0
+    # The kept weights: the mean of the weights after every step of the last N epochs
+    # (dense weight averaging, SWAD: Cha et al., NeurIPS 2021: flatter minima that hold up
+    # better on unseen domains), batch-norm statistics averaged alike; 0: the last step's.
+    weight_average_epochs: int = 0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None  # stop training (then validate) when exceeded
     init: str | None = None  # checkpoint to start from (any of this project's format)
@@ -95,6 +99,12 @@ class TrainConfig:
             raise ConfigError(f"recipe_threshold must lie in [0, 1], got {self.recipe_threshold}")
         if self.twin_ranking < 0:
             raise ConfigError(f"twin_ranking must be >= 0, got {self.twin_ranking}")
+        trainable_epochs = self.epochs - self.freeze_backbone_epochs
+        if not 0 <= self.weight_average_epochs <= trainable_epochs:
+            raise ConfigError(
+                f"weight_average_epochs must lie in [0, {trainable_epochs}] (epochs after the "
+                f"head-only ones), got {self.weight_average_epochs}"
+            )
         if self.twin_ranking > 0 and not self.paired_batches:
             raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
         if not is_real_person_logit(self.recipe_real_person_logit):

@@ -1,5 +1,6 @@
 """What `training.train --resume` continues from: the network, optimiser, schedule and loss
-scaler after an epoch, the best ranking so far and the MLflow run, in one file."""
+scaler after an epoch, the weight average taken so far, the best ranking so far and the MLflow
+run, in one file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 LAST_STATE = "last_state.pt"
 
@@ -20,6 +22,7 @@ def save_state(
     epoch: int,
     best: tuple[float, ...],
     run_id: str,
+    averaged: AveragedModel | None = None,
 ) -> None:
     torch.save(
         {
@@ -30,6 +33,7 @@ def save_state(
             "epoch": epoch,
             "best": list(best),
             "run_id": run_id,
+            "averaged": averaged.state_dict() if averaged is not None else None,
         },
         path,
     )
@@ -42,13 +46,16 @@ def load_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     device: torch.device,
+    averaged: AveragedModel | None = None,
 ) -> tuple[int, tuple[float, ...] | None, str]:
-    """Restore the objects in place; returns (the first epoch to run, the best ranking so
-    far, the MLflow run id)."""
+    """Restore the objects in place (`averaged` too, where the state has one); returns (the
+    first epoch to run, the best ranking so far, the MLflow run id)."""
     state = torch.load(path, map_location=device, weights_only=True)
     network.load_state_dict(state["network"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state.get("scaler", {}))
+    if averaged is not None and state.get("averaged") is not None:
+        averaged.load_state_dict(state["averaged"])
     best = tuple(state["best"]) if state["best"] is not None else None
     return state["epoch"] + 1, best, state["run_id"]

@@ -85,7 +85,8 @@ class Kept:
 
 
 def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
-    """Train as `config` says; returns this process's trained network (identical on all)."""
+    """Train as `config` says; returns this process's trained network (identical on all;
+    the weight average where the recipe takes one)."""
     seed_everything(config.seed)
     training = prepare(config, processes)
     state_path = training.output_dir / LAST_STATE
@@ -93,7 +94,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     if config.resume and state_path.is_file():
         start_epoch, kept.ranking, run_id = load_state(
             state_path, unwrap(training.network), training.optimizer, training.scheduler,
-            training.scaler, processes.device,
+            training.scaler, processes.device, training.averaged,
         )  # fmt: skip
         if processes.is_main:
             print(f"train: resuming after epoch {start_epoch - 1} of run {run_id}")
@@ -118,7 +119,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
         processes.barrier()
         if processes.is_main:
             finish_run(config, run, kept.scores, kept.metrics)
-    return unwrap(training.network)
+    return training.kept_network()
 
 
 def train_epoch(
@@ -129,6 +130,7 @@ def train_epoch(
     processes: Processes,
 ) -> dict[str, float]:
     training.train_set.set_epoch(epoch)
+    averaging = epoch >= config.epochs - config.weight_average_epochs
     if training.sampler is not None:
         training.sampler.set_epoch(epoch)
     stats = train_one_epoch(
@@ -144,6 +146,7 @@ def train_epoch(
         processes,
         frozen=frozen_modules(config, epoch),
         scaler=training.scaler,
+        averaged=training.averaged if averaging else None,
     )
     processes.average_buffers(training.network)
     return stats
@@ -160,7 +163,7 @@ def end_epoch(
 ) -> Kept:
     """Rank 0 after an epoch: validate, log, keep the checkpoint if it ranks best (or always,
     for `checkpoint_selection: last`), save the resumable state. Returns what is kept."""
-    network = unwrap(training.network)
+    network = training.kept_network()
     scores = None
     metrics = {**train_stats, "lr": training.scheduler.get_last_lr()[0]}
     if len(training.val_set):
@@ -180,8 +183,8 @@ def end_epoch(
         if scores is not None:
             log_figures(run, scores, config.aggregation)
     save_state(
-        training.output_dir / LAST_STATE, network, training.optimizer, training.scheduler,
-        training.scaler, epoch, kept.ranking, run.run_id,
+        training.output_dir / LAST_STATE, unwrap(training.network), training.optimizer,
+        training.scheduler, training.scaler, epoch, kept.ranking, run.run_id, training.averaged,
     )  # fmt: skip
     validated = (
         f"val video AUC {metrics['val_video_auc']:.3f} frame AUC {metrics['val_frame_auc']:.3f} "
