@@ -23,3 +23,16 @@ def return_large_buffers_to_os(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+
+
+def release_free_heap() -> bool:
+    """Hand the heap's free pages back to the OS (glibc's `malloc_trim`). Starting a worker
+    frees hundreds of MB it never needs again (loading the checkpoint, tracing the network into
+    OpenVINO, timing the candidate paths), and malloc keeps those pages resident otherwise.
+    False where the C library has none (not glibc) or nothing could be returned."""
+    name = ctypes.util.find_library("c")
+    try:
+        malloc_trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    return malloc_trim(0) == 1
