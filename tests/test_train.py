@@ -360,3 +360,62 @@ def test_a_weight_averaged_recipe_keeps_and_resumes_the_average(tracking_uri, sp
     assert main([*arguments, "--epochs", "3", "--weight-average-epochs", "3", "--resume"]) == 0
     resumed = torch.load(tmp_path / "last_state.pt", weights_only=True)["averaged"]
     assert resumed["n_averaged"] == 6
+
+
+def test_sharpness_aware_steps_take_the_gradient_at_the_worst_nearby_weights():
+    import copy
+
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from training.loop import TrainingLoss, train_one_epoch
+    from training.sharpness import SharpnessAware
+
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    images, labels, rho, lr = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]), 0.5, 0.1
+    loss = TrainingLoss(torch.ones(2), np.full(4, -1), 0.0)
+    start = copy.deepcopy(network)
+    # By hand: the gradient at w, the weights moved rho along it, the gradient there.
+    expected = copy.deepcopy(network)
+    loss(expected(images), labels, torch.arange(4)).backward()
+    gradients = [p.grad.clone() for p in expected.parameters()]
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in gradients]))
+    once_statistics = expected[1].running_mean.clone()  # after one forward pass
+    moved = copy.deepcopy(network)
+    with torch.no_grad():
+        for parameter, gradient in zip(moved.parameters(), gradients, strict=True):
+            parameter.add_(gradient * rho / norm)
+    loss(moved(images), labels, torch.arange(4)).backward()
+    with torch.no_grad():
+        for parameter, there in zip(expected.parameters(), moved.parameters(), strict=True):
+            parameter.sub_(lr * there.grad)
+
+    optimizer = torch.optim.SGD(network.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loader = DataLoader(TensorDataset(images, labels, torch.arange(4)), batch_size=4)
+    sharpness = SharpnessAware(network.parameters(), rho)
+    train_one_epoch(
+        network, loader, loss, optimizer, schedule, "fp32", None, None, 0, sharpness=sharpness
+    )
+    for key, value in expected.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        assert torch.allclose(network.state_dict()[key], value, atol=1e-6), key
+    # The second pass leaves batch norm's running statistics as the first one set them.
+    assert torch.allclose(network[1].running_mean, once_statistics)
+    plain_step = start[0].weight - lr * gradients[0]
+    assert not torch.allclose(network[0].weight, plain_step, atol=1e-4)  # not a plain step
+
+
+def test_a_negative_sharpness_radius_is_refused():
+    from training.recipe import TrainConfig
+
+    with pytest.raises(ConfigError, match="sharpness_rho must be >= 0"):
+        TrainConfig(sharpness_rho=-0.05)

@@ -16,6 +16,7 @@ from model.device import autocast
 from training.data_dir import SplitError
 from training.distributed import ONE_PROCESS, Processes, unwrap
 from training.optim import freeze
+from training.sharpness import SharpnessAware, batch_norm_statistics_kept
 
 
 def class_weights(labels: np.ndarray) -> torch.Tensor:
@@ -69,9 +70,11 @@ def train_one_epoch(
     frozen: tuple[str, ...] = (),
     scaler: torch.amp.GradScaler | None = None,
     averaged: AveragedModel | None = None,
+    sharpness: SharpnessAware | None = None,
 ) -> dict[str, float]:
     """One pass over `loader`. `scaler` scales fp16 losses so small gradients do not vanish
-    (bf16 and fp32 need none); `averaged` takes in the weights after every step."""
+    (bf16 and fp32 need none); `averaged` takes in the weights after every step; with
+    `sharpness`, each step's gradient is taken at the worst nearby weights (SAM)."""
     scaler = scaler or torch.amp.GradScaler(processes.device.type, enabled=False)
     network.train()
     freeze(network, frozen)
@@ -84,11 +87,15 @@ def train_one_epoch(
             break
         batch = batch.to(processes.device, memory_format=torch.channels_last, non_blocking=True)
         labels = labels.to(processes.device, non_blocking=True)
-        with autocast(precision, processes.device.type):
-            logits = network(batch)
-        loss = loss_function(logits.float(), labels, indices)
+        loss = batch_loss(network, loss_function, precision, batch, labels, indices)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if sharpness is not None:
+            sharpness.ascend()
+            optimizer.zero_grad(set_to_none=True)
+            with batch_norm_statistics_kept(network):
+                batch_loss(network, loss_function, precision, batch, labels, indices).backward()
+            sharpness.descend()
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -104,6 +111,19 @@ def train_one_epoch(
         "train_images_per_s": seen / elapsed if elapsed else 0.0,
         "train_images": int(seen),
     }
+
+
+def batch_loss(
+    network: nn.Module,
+    loss_function: TrainingLoss,
+    precision: str,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+) -> torch.Tensor:
+    with autocast(precision, batch.device.type):
+        logits = network(batch)
+    return loss_function(logits.float(), labels, indices)
 
 
 def steps_per_epoch(loader: DataLoader, max_steps: int | None) -> int:

@@ -33,6 +33,7 @@ from training.distributed import Processes, unwrap
 from training.loop import TrainingLoss, class_weights, steps_per_epoch
 from training.optim import freeze, frozen_modules, parameter_groups
 from training.recipe import TrainConfig
+from training.sharpness import SharpnessAware
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Training:
     # The running mean of the weights over the recipe's last `weight_average_epochs` (None:
     # no averaging); its module is what the run keeps once it has taken in a step.
     averaged: AveragedModel | None = None
+    sharpness: SharpnessAware | None = None  # SAM's ascent, where the recipe asks for it
 
     def kept_network(self) -> nn.Module:
         """The weights an epoch's end validates and saves: the average once it has begun."""
@@ -87,6 +89,11 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
     )
     total_steps = max(1, config.epochs * steps_per_epoch(train_loader, config.max_steps_per_epoch))
     precision = resolve_precision(config.precision, processes.device)
+    if config.sharpness_rho and precision == "fp16":
+        raise ConfigError(
+            "sharpness_rho with fp16: the loss scaler's scaled gradients would set SAM's step; "
+            "train in bf16 or fp32 (precision)"
+        )
     return Training(
         split=split,
         output_dir=output_dir,
@@ -108,6 +115,11 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
         averaged=(
             AveragedModel(unwrap(network), use_buffers=True)
             if config.weight_average_epochs
+            else None
+        ),
+        sharpness=(
+            SharpnessAware(network.parameters(), config.sharpness_rho)
+            if config.sharpness_rho
             else None
         ),
     )

@@ -54,6 +54,10 @@ class TrainConfig:
     # (dense weight averaging, SWAD: Cha et al., NeurIPS 2021: flatter minima that hold up
     # better on unseen domains), batch-norm statistics averaged alike; 0: the last step's.
     weight_average_epochs: int = 0
+    # Sharpness-aware minimization's radius (training/sharpness.py; the SBI paper trains with
+    # it): each step's gradient taken at the weights moved this far uphill. 0: plain steps.
+    # Twice the work per step.
+    sharpness_rho: float = 0.0
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None  # stop training (then validate) when exceeded
     init: str | None = None  # checkpoint to start from (any of this project's format)
@@ -105,6 +109,8 @@ class TrainConfig:
                 f"weight_average_epochs must lie in [0, {trainable_epochs}] (epochs after the "
                 f"head-only ones), got {self.weight_average_epochs}"
             )
+        if self.sharpness_rho < 0:
+            raise ConfigError(f"sharpness_rho must be >= 0, got {self.sharpness_rho}")
         if self.twin_ranking > 0 and not self.paired_batches:
             raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
         if not is_real_person_logit(self.recipe_real_person_logit):

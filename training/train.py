@@ -147,6 +147,7 @@ def train_epoch(
         frozen=frozen_modules(config, epoch),
         scaler=training.scaler,
         averaged=training.averaged if averaging else None,
+        sharpness=training.sharpness,
     )
     processes.average_buffers(training.network)
     return stats
