@@ -419,3 +419,17 @@ def test_a_negative_sharpness_radius_is_refused():
 
     with pytest.raises(ConfigError, match="sharpness_rho must be >= 0"):
         TrainConfig(sharpness_rho=-0.05)
+
+
+@pytest.mark.parametrize("recipe", ["training/demo.yaml", "training/full.yaml"])
+def test_the_shipped_recipes_read_as_checked_configs(recipe):
+    from pathlib import Path
+
+    from training.recipe import config_from_args, get_args_parser
+
+    root = Path(__file__).resolve().parents[1]
+    config = config_from_args(get_args_parser().parse_args(["--config", str(root / recipe)]))
+    assert config.fake_source == "sbi" and config.checkpoint_selection == "last"
+    # Both carry protocol v2's fits for themselves, which the served checkpoint needs.
+    assert config.recipe_temperature and config.recipe_threshold is not None
+    assert config.recipe_real_person_logit is not None
