@@ -295,21 +295,27 @@ def test_modules_before_train_from_keep_their_weights(tracking_uri, split_file, 
         main(["--split", str(split_file), "--train-from", "block13"])
 
 
-def test_weight_averaging_keeps_the_mean_of_the_weights_after_every_step():
+def _tiny_network() -> torch.nn.Module:
+    """A seeded conv, batch norm and linear head: one step of the loop in milliseconds."""
     from torch import nn
-    from torch.optim.swa_utils import AveragedModel
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from training.loop import TrainingLoss, train_one_epoch
 
     torch.manual_seed(0)
-    network = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(3, 4, 3),
         nn.BatchNorm2d(4),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(4, 2),
     )
+
+
+def test_weight_averaging_keeps_the_mean_of_the_weights_after_every_step():
+    from torch.optim.swa_utils import AveragedModel
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from training.loop import TrainingLoss, train_one_epoch
+
+    network = _tiny_network()
     images, labels = torch.randn(12, 3, 8, 8), torch.tensor([0, 1] * 6)
     loader = DataLoader(TensorDataset(images, labels, torch.arange(12)), batch_size=4)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.5)
@@ -365,20 +371,12 @@ def test_a_weight_averaged_recipe_keeps_and_resumes_the_average(tracking_uri, sp
 def test_sharpness_aware_steps_take_the_gradient_at_the_worst_nearby_weights():
     import copy
 
-    from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
     from training.loop import TrainingLoss, train_one_epoch
     from training.sharpness import SharpnessAware
 
-    torch.manual_seed(0)
-    network = nn.Sequential(
-        nn.Conv2d(3, 4, 3),
-        nn.BatchNorm2d(4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 2),
-    )
+    network = _tiny_network()
     images, labels, rho, lr = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]), 0.5, 0.1
     loss = TrainingLoss(torch.ones(2), np.full(4, -1), 0.0)
     start = copy.deepcopy(network)
