@@ -17,12 +17,8 @@ def return_large_buffers_to_os(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     large allocation: nothing measurable for OpenVINO, which reuses its buffers, but torch
     allocates each activation anew and runs slower (figures: docs/performance.md). False
     where the C library has no `mallopt` (not glibc)."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold) == 1
 
 
 def release_free_heap() -> bool:
@@ -30,9 +26,13 @@ def release_free_heap() -> bool:
     frees hundreds of MB it never needs again (loading the checkpoint, tracing the network into
     OpenVINO, timing the candidate paths), and malloc keeps those pages resident otherwise.
     False where the C library has none (not glibc) or nothing could be returned."""
-    name = ctypes.util.find_library("c")
+    malloc_trim = _libc_function("malloc_trim")
+    return malloc_trim is not None and malloc_trim(0) == 1
+
+
+def _libc_function(name: str):
+    """The C library's function `name`, or None where it has none (not glibc)."""
     try:
-        malloc_trim = ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):
-        return False
-    return malloc_trim(0) == 1
+        return None
