@@ -419,6 +419,38 @@ def test_a_negative_sharpness_radius_is_refused():
         TrainConfig(sharpness_rho=-0.05)
 
 
+def test_sharpness_epochs_take_sam_steps_in_the_last_epochs_only(
+    tracking_uri, split_file, tmp_path, monkeypatch
+):
+    import training.train as train_module
+    from training.sharpness import SharpnessAware
+
+    # The real ascent and epochs, each ascent noted with the epoch it came in.
+    epoch_now, ascents = [None], []
+    ascend, train_epoch = SharpnessAware.ascend, train_module.train_epoch
+
+    def noted_epoch(config, training, epoch, *rest):
+        epoch_now[0] = epoch
+        return train_epoch(config, training, epoch, *rest)
+
+    def noted_ascend(self):
+        ascents.append(epoch_now[0])
+        ascend(self)
+
+    monkeypatch.setattr(train_module, "train_epoch", noted_epoch)
+    monkeypatch.setattr(SharpnessAware, "ascend", noted_ascend)
+    arguments = ["--split", str(split_file), "--output-dir", str(tmp_path), *SHORT_RUN]
+    arguments += ["--experiment", "sharpness", "--registered-model", "", "--epochs", "3"]
+    arguments += ["--checkpoint-selection", "last", "--sharpness-rho", "0.05"]
+    with pytest.raises(SystemExit, match="sharpness_epochs must lie in \\[1, 3\\]"):
+        main([*arguments, "--sharpness-epochs", "4"])
+    assert main([*arguments, "--sharpness-epochs", "1"]) == 0
+    assert ascents == [2, 2]  # the two steps of the last epoch
+    ascents.clear()
+    assert main(arguments) == 0  # unset: every epoch
+    assert ascents == [0, 0, 1, 1, 2, 2]
+
+
 @pytest.mark.parametrize("recipe", ["training/demo.yaml", "training/full.yaml"])
 def test_the_shipped_recipes_read_as_checked_configs(recipe):
     from pathlib import Path

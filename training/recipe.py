@@ -58,6 +58,10 @@ class TrainConfig:
     # it): each step's gradient taken at the weights moved this far uphill. 0: plain steps.
     # Twice the work per step.
     sharpness_rho: float = 0.0
+    # Only the last N epochs take SAM steps (None: every epoch). SAM late in training finds
+    # most of the flatness SAM from the start does (Zhou et al., "Sharpness-Aware Minimization
+    # Efficiently Selects Flatter Minima Late in Training", ICLR 2025), for a fraction of the work.
+    sharpness_epochs: int | None = None
     max_steps_per_epoch: int | None = None
     time_budget_s: float | None = None  # stop training (then validate) when exceeded
     init: str | None = None  # checkpoint to start from (any of this project's format)
@@ -111,6 +115,11 @@ class TrainConfig:
             )
         if self.sharpness_rho < 0:
             raise ConfigError(f"sharpness_rho must be >= 0, got {self.sharpness_rho}")
+        if self.sharpness_epochs is not None and not 1 <= self.sharpness_epochs <= self.epochs:
+            raise ConfigError(
+                f"sharpness_epochs must lie in [1, {self.epochs}] (or be unset: every epoch), "
+                f"got {self.sharpness_epochs}"
+            )
         if self.twin_ranking > 0 and not self.paired_batches:
             raise ConfigError("twin_ranking compares a crop with its twin: set paired_batches")
         if not is_real_person_logit(self.recipe_real_person_logit):

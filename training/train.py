@@ -131,6 +131,7 @@ def train_epoch(
 ) -> dict[str, float]:
     training.train_set.set_epoch(epoch)
     averaging = epoch >= config.epochs - config.weight_average_epochs
+    sharpening = config.sharpness_epochs is None or epoch >= config.epochs - config.sharpness_epochs
     if training.sampler is not None:
         training.sampler.set_epoch(epoch)
     stats = train_one_epoch(
@@ -147,7 +148,7 @@ def train_epoch(
         frozen=frozen_modules(config, epoch),
         scaler=training.scaler,
         averaged=training.averaged if averaging else None,
-        sharpness=training.sharpness,
+        sharpness=training.sharpness if sharpening else None,
     )
     processes.average_buffers(training.network)
     return stats
