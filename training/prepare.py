@@ -31,7 +31,7 @@ from training.dataset import (
 )
 from training.distributed import Processes, unwrap
 from training.loop import TrainingLoss, class_weights, steps_per_epoch
-from training.optim import freeze, frozen_modules, parameter_groups
+from training.optim import BudgetedCosine, freeze, frozen_modules, parameter_groups
 from training.recipe import TrainConfig
 from training.sharpness import SharpnessAware
 
@@ -53,7 +53,7 @@ class Training:
     val_set: FaceCrops
     loss_function: TrainingLoss
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: BudgetedCosine  # cosine to zero, its end brought forward by a time budget
     scaler: torch.amp.GradScaler
     # The running mean of the weights over the recipe's last `weight_average_epochs` (None:
     # no averaging); its module is what the run keeps once it has taken in a step.
@@ -110,7 +110,7 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
             class_weights(train_set.labels()), twin_indices(train_set.items), config.twin_ranking
         ).to(processes.device),
         optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps),
+        scheduler=BudgetedCosine(optimizer, T_max=total_steps),
         scaler=torch.amp.GradScaler(processes.device.type, enabled=precision == "fp16"),
         averaged=(
             AveragedModel(unwrap(network), use_buffers=True)

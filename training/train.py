@@ -43,7 +43,7 @@ from training.dataset import (
 from training.distributed import ONE_PROCESS, Processes, start_processes, stop_processes, unwrap
 from training.experiments import log_checkpoint_and_register, start_tracked_run
 from training.loop import train_one_epoch
-from training.optim import frozen_modules
+from training.optim import BudgetedCosine, frozen_modules, last_step_within
 from training.plots import log_figures
 from training.prepare import Training, prepare, run_params
 from training.recipe import TrainConfig, config_from_args, get_args_parser
@@ -107,7 +107,7 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
     )
     with tracked as run:
         for epoch in range(start_epoch, config.epochs):
-            started = time.perf_counter()
+            started, steps_before = time.perf_counter(), training.scheduler.last_epoch
             train_stats = train_epoch(config, training, epoch, deadline, processes)
             out_of_time = bool(deadline) and processes.any(time.time() > deadline)
             if processes.is_main:  # rank 0 validates, saves and logs; the others wait
@@ -116,10 +116,47 @@ def train(config: TrainConfig, processes: Processes = ONE_PROCESS) -> nn.Module:
                 if processes.is_main:
                     print("train: time budget reached")
                 break
+            if deadline:
+                seconds, seconds_left = time.perf_counter() - started, deadline - time.time()
+                fit_schedule_to_budget(
+                    training.scheduler, steps_before, seconds, seconds_left, processes
+                )
+            if training.scheduler.steps_left() == 0:
+                break  # the schedule the budget brought forward has ended
         processes.barrier()
         if processes.is_main:
             finish_run(config, run, kept.scores, kept.metrics)
     return training.kept_network()
+
+
+def fit_schedule_to_budget(
+    scheduler: BudgetedCosine,
+    steps_before: int,
+    seconds: float,
+    seconds_left: float,
+    processes: Processes = ONE_PROCESS,
+) -> None:
+    """After an epoch that took `seconds` from step `steps_before`: when the steps left in
+    the schedule will not fit in the `seconds_left` of the budget at that pace, its end comes
+    forward so the learning rate still reaches zero when the budget stops training. Every
+    process takes the same decision (the pace and time left averaged over them)."""
+    steps = scheduler.last_epoch - steps_before
+    if not steps:
+        return
+    pace, seconds_left, count = processes.sum([seconds / steps, seconds_left, 1.0])
+    last_step = last_step_within(scheduler.last_epoch, pace / count, seconds_left / count)
+    if last_step < scheduler.T_max and processes.is_main:
+        print(
+            f"train: {scheduler.T_max - scheduler.last_epoch} steps left will not fit the time "
+            f"budget at {pace / count:.2f} s a step: the learning rate now reaches zero at step "
+            f"{last_step} instead of {scheduler.T_max}"
+        )
+    scheduler.end_by(last_step)
+
+
+def min_steps(*limits: int | None) -> int | None:
+    """The tightest of the step limits that are set (None: none is)."""
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def train_epoch(
@@ -141,7 +178,7 @@ def train_epoch(
         training.optimizer,
         training.scheduler,
         training.precision,
-        config.max_steps_per_epoch,
+        min_steps(config.max_steps_per_epoch, training.scheduler.steps_left()),
         deadline,
         epoch,
         processes,
