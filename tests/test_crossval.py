@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from training.crossval import main
 from training.data_dir import load_split
-from training.folds import fold_split, parse_folds
+from training.folds import UNUSED, fold_split, parse_folds
 from training.metrics import bootstrap_interval, rank_auc
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,16 @@ def test_folds_hold_out_whole_identities(split_file):
     split = load_split(split_file)
     assert parse_folds("a; b ;c,d") == [["a"], ["b"], ["c", "d"]]
     fold = fold_split(split, ["pexels_woman"])
-    for video in fold["videos"]:
-        assert video["split"] == ("val" if video["group"] == "pexels_woman" else "train")
+    sides = {v["video_id"]: v["split"] for v in fold["videos"]}
+    assert sides == {
+        "a_wolfgang_c1": "val",
+        "a_fs_wolfgang_c1__grace_hopper": "val",  # held out; grace_hopper's face pasted in
+        "a_still_grace_hopper": "train",
+        "a_still_astronaut": "train",
+        "a_noface_caminandes": "train",
+        "a_fs_still_grace_hopper__astronaut": "train",  # eileen_collins's face pasted in
+        "a_fs_still_astronaut__grace_hopper": UNUSED,  # grace_hopper's, as in a held-out swap
+    }
     with pytest.raises(ValueError, match="nobody"):
         fold_split(split, ["nobody"])
     assert main(["--split", str(split_file), "--folds", "pexels_woman;nobody"]) == 2

@@ -44,6 +44,7 @@ def test_fakes_stay_with_the_real_clip_they_were_made_from(split_file):
     )
     real = videos["a_wolfgang_c1"]
     assert (real["method"], real["crf"], real["source_video"]) == ("original-trim", 23, None)
+    assert (fake["donor_group"], real["donor_group"]) == ("grace_hopper", None)  # whose face
 
 
 def test_the_split_records_how_its_crops_were_cut(split_file, extracted_images):
@@ -78,9 +79,9 @@ def test_metadata_csvs_are_merged_and_must_agree(tmp_path):
     metadata = read_metadata([tmp_path / "data.csv", tmp_path / "pool.csv"])
     assert metadata == {
         "a_clip": VideoMetadata("anna", "original-trim", 23, None),
-        "a_fs_clip__bo": VideoMetadata("anna", "fs", None, "a_clip"),
+        "a_fs_clip__bo": VideoMetadata("anna", "fs", None, "a_clip", donor_group="bo"),
         "p_still_cy": VideoMetadata("cy", "still-motion", 30, None),
-        "p_fsf_cy__anna": VideoMetadata("cy", "feather", 36, "p_still_cy"),
+        "p_fsf_cy__anna": VideoMetadata("cy", "feather", 36, "p_still_cy", donor_group="anna"),
         "nested__p_x": VideoMetadata(),
     }
     # The same file listed twice alike is fine; listed with other values it is an error.

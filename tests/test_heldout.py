@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from model.verdict import VerdictConfig
-from training.folds import protocol_folds
+from training.folds import UNUSED, fold_split, protocol_folds
 from training.heldout import (
     GROUP_CLIP,
     ServedVideo,
@@ -127,6 +127,26 @@ def test_protocol_folds_hold_each_group_out_once_and_keep_a_shared_photo_togethe
     assert protocol_folds(_split(groups), 5) == folds  # no seed: the same every time
     with pytest.raises(ValueError, match="cannot fill"):
         protocol_folds(_split({"a": (1, 1), "b": (1, 1)}), 5)
+
+
+def test_a_fold_trains_on_no_swap_that_could_show_a_held_out_face():
+    def swap(video_id, target, donor):
+        return {"video_id": video_id, "group": target, "label": "fake", "donor_group": donor}
+
+    videos = [{"video_id": f"{g}_real", "group": g, "label": "real"} for g in "abcdef"]
+    videos += [
+        swap("b_from_a", "b", "a"),  # the held-out person's face pasted in
+        swap("c_from_d", "c", "d"),  # d's face is also pasted into a held-out swap
+        swap("a_from_d", "a", "d"),  # held out
+        swap("e_from_f", "e", "f"),  # trainable
+        swap("f_from_someone", "f", None),  # whose face: not said
+    ]
+    sides = {v["video_id"]: v["split"] for v in fold_split({"videos": videos}, ["a"])["videos"]}
+    assert sides == {
+        "a_real": "val", "b_real": "train", "c_real": "train", "d_real": "train",
+        "e_real": "train", "f_real": "train", "b_from_a": UNUSED, "c_from_d": UNUSED,
+        "a_from_d": "val", "e_from_f": "train", "f_from_someone": UNUSED,
+    }  # fmt: skip
 
 
 def test_the_fitted_threshold_keeps_false_alarms_under_the_target():

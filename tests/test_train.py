@@ -275,6 +275,28 @@ def test_twin_ranking_penalises_a_blend_scored_below_its_own_real_crop():
     assert torch.equal(loss(wrong, labels, unpaired), cross_entropy(wrong, labels))
 
 
+def test_fake_methods_pick_the_swaps_trained_on(split_file):
+    from training.data_dir import SplitError, check_fake_methods, load_split
+    from training.dataset import split_items
+    from training.recipe import TrainConfig
+
+    split = load_split(split_file)
+    fakes = [v for v in split["videos"] if v["split"] == "train" and v["label"] == "fake"]
+    assert fakes and {v["method"] for v in fakes} == {"faceswap-delaunay-poisson"}
+
+    def swaps(methods):
+        items = split_items(split, "train", split["image_dir"], "both", methods)
+        return {item.video_id for item in items if item.label == 1 and not item.self_blended}
+
+    assert swaps(None) == swaps(("faceswap-delaunay-poisson",)) == {v["video_id"] for v in fakes}
+    assert swaps(("another-method",)) == set()
+    check_fake_methods(split, ("faceswap-delaunay-poisson",))
+    with pytest.raises(SplitError, match=r"\['another-method'\]; its methods: \['faceswap-"):
+        check_fake_methods(split, ("another-method",))
+    with pytest.raises(ConfigError, match="fake_source to videos or both"):
+        TrainConfig(fake_source="sbi", fake_methods=("faceswap-delaunay-poisson",))
+
+
 def test_twin_ranking_needs_paired_batches():
     from training.recipe import TrainConfig
 

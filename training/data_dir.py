@@ -14,8 +14,9 @@ label; a split left empty takes the smallest group of the largest. Seeded.
 
 Each video also carries, from the metadata where it has them, its swap `method`, its `crf` and,
 for a fake, `source_video`: the real clip it was made from (`target=<clip>` in a `source`
-column). The split records the `crop_size` and `crop_scale` its crops were cut at, which the
-model trained on it must use (`check_crop_size`).
+column) and `donor_group`: whose face was pasted in (`identity` `target<-source`; none where
+the CSV does not say). The split records the `crop_size` and `crop_scale` its crops were cut
+at, which the model trained on it must use (`check_crop_size`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class VideoMetadata:
     method: str | None = None
     crf: int | None = None
     source_video: str | None = None  # a fake's real clip (its video id)
+    donor_group: str | None = None  # a fake's source face: the group after `<-` in `identity`
 
 
 def read_extracted(image_dir: Path) -> list[dict]:
@@ -92,7 +94,8 @@ def _video_id(file: str) -> str:
 
 
 def _row_metadata(row: dict[str, str], metadata_csv: Path) -> VideoMetadata:
-    group = row.get("group") or (row.get("identity") or "").split("<-")[0] or None
+    target, _, donor = (row.get("identity") or "").partition("<-")
+    group = row.get("group") or target or None
     crf = (row.get("crf") or "").strip()
     if crf and not crf.isdigit():
         raise SplitError(f"{metadata_csv}: crf of {row['file']} is {crf!r}, not a whole number")
@@ -103,6 +106,7 @@ def _row_metadata(row: dict[str, str], metadata_csv: Path) -> VideoMetadata:
         method=row.get("method") or None,
         crf=int(crf) if crf else None,
         source_video=found.group(1) if fake and found else None,
+        donor_group=(donor.strip() or None) if fake else None,
     )
 
 
@@ -190,6 +194,16 @@ def check_crop_size(split: dict, input_size: int) -> None:
         )
 
 
+def check_fake_methods(split: dict, methods: tuple[str, ...] | None) -> None:
+    """SplitError where a swap method asked for has no fake video in the split to train on."""
+    found = {v["method"] for v in split["videos"] if v["label"] == "fake"} - {None}
+    missing = sorted(set(methods or ()) - found)
+    if missing:
+        raise SplitError(
+            f"no fake video of the split was made by {missing}; its methods: {sorted(found)}"
+        )
+
+
 def build_split(
     image_dir: Path, metadata_csvs: Sequence[Path], fractions: dict[str, float], seed: int
 ) -> dict:
@@ -224,6 +238,7 @@ def build_split(
                 "method": known.method,
                 "crf": known.crf,
                 "source_video": known.source_video,
+                "donor_group": known.donor_group,
                 "frames": len(record["frames"]),
                 "crops": crops,
             }

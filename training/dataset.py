@@ -40,9 +40,16 @@ class CropItem:
     group: str = ""  # the identity group: an other-face blend takes its donor from another
 
 
-def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) -> list[CropItem]:
+def split_items(
+    split: dict,
+    split_name: str,
+    image_dir: str,
+    fake_source: str,
+    fake_methods: tuple[str, ...] | None = None,
+) -> list[CropItem]:
     """Crops of `split_name`; with `fake_source` "sbi" or "both", each real crop with
-    landmarks appears a second time as a self-blended fake."""
+    landmarks appears a second time as a self-blended fake; with `fake_methods`, only the
+    fake videos made by one of those swap methods."""
     if fake_source not in FAKE_SOURCES:
         raise ValueError(f"fake_source must be one of {FAKE_SOURCES}, got {fake_source!r}")
     items = []
@@ -50,7 +57,8 @@ def split_items(split: dict, split_name: str, image_dir: str, fake_source: str) 
         if video["split"] != split_name:
             continue
         label = FAKE_CLASS if video["label"] == "fake" else REAL_CLASS
-        if label == FAKE_CLASS and fake_source == "sbi":
+        unwanted = fake_methods is not None and video["method"] not in fake_methods
+        if label == FAKE_CLASS and (fake_source == "sbi" or unwanted):
             continue
         for crop in video["crops"]:
             landmarks = np.asarray(crop["landmarks"], np.float32) if "landmarks" in crop else None

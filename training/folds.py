@@ -8,6 +8,8 @@ from collections import Counter
 # Groups cut from one photo with overlapping edges: one unit, held out together.
 SHARED_PHOTO_PREFIXES = ("solvay_1927_",)
 PROTOCOL_FOLDS = 5
+# A fold's swaps that no recipe trains on: they may show a held-out person's face.
+UNUSED = "unused"
 
 
 def protocol_folds(split: dict, fold_count: int = PROTOCOL_FOLDS) -> list[list[str]]:
@@ -43,12 +45,22 @@ def parse_folds(text: str) -> list[list[str]]:
 
 
 def fold_split(split: dict, held_out: list[str]) -> dict:
-    """The split with the held-out groups' videos as validation and every other as training."""
+    """The split with the held-out groups' videos as validation and every other as training,
+    except swaps that could show a held-out face: a swap is trained on only where its
+    `donor_group` is known and is neither a held-out group nor the donor of a held-out swap
+    (else the network could learn that face as "fake", or a donor's face as such, and
+    recognise it in the held-out swaps); those are `unused`. Only recipes that train on the
+    split's swaps (`fake_source` videos or both) see the difference."""
     unknown = sorted(set(held_out) - {v["group"] for v in split["videos"]})
     if unknown:
         raise ValueError(f"no videos of group(s) {unknown} in the split")
-    videos = [
-        dict(video, split="val" if video["group"] in held_out else "train")
-        for video in split["videos"]
-    ]
-    return dict(split, videos=videos)
+    held = set(held_out)
+    shown = held | {v.get("donor_group") for v in split["videos"] if v["group"] in held}
+
+    def side(video: dict) -> str:
+        if video["group"] in held:
+            return "val"
+        donor = video.get("donor_group")
+        return UNUSED if video["label"] == "fake" and (donor is None or donor in shown) else "train"
+
+    return dict(split, videos=[dict(video, split=side(video)) for video in split["videos"]])

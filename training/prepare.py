@@ -20,7 +20,7 @@ from model.cpu import cpu_model
 from model.device import device_name, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint
 from model.schema import ConfigError
-from training.data_dir import check_crop_size, load_split
+from training.data_dir import check_crop_size, check_fake_methods, load_split
 from training.dataset import (
     Collate,
     FaceCrops,
@@ -70,6 +70,7 @@ class Training:
 def prepare(config: TrainConfig, processes: Processes) -> Training:
     split = load_split(Path(config.split))
     check_crop_size(split, config.input_size)  # crops are cut once, at the input size
+    check_fake_methods(split, config.fake_methods)
     image_dir = config.image_dir or split["image_dir"]
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +190,7 @@ def training_data(
 ) -> tuple[FaceCrops, DataLoader, Sampler | None]:
     """The training crops, their loader and the sampler whose epoch must be set each epoch."""
     train_set = FaceCrops(
-        split_items(split, "train", image_dir, config.fake_source),
+        split_items(split, "train", image_dir, config.fake_source, config.fake_methods),
         settings,
         train=True,
         seed=config.seed,

@@ -44,6 +44,8 @@ class TrainConfig:
     train_from: str = "conv1"
     weight_decay: float = 1e-2
     fake_source: str = "both"  # "videos", "sbi" (real videos only) or "both"
+    # The swap methods (the split's `method`) of the fake videos trained on; None: every one.
+    fake_methods: tuple[str, ...] | None = None
     # A real crop and its self-blended twin side by side in a batch (one process; torchrun
     # shards crops with DistributedSampler instead).
     paired_batches: bool = False
@@ -97,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.fake_source not in FAKE_SOURCES:
             raise ConfigError(f"fake_source must be one of {FAKE_SOURCES}, got {self.fake_source}")
+        if self.fake_methods is not None and self.fake_source == "sbi":
+            raise ConfigError("fake_methods picks fake videos: set fake_source to videos or both")
         if self.train_from not in XCEPTION_MODULES:
             raise ConfigError(f"train_from must be one of {XCEPTION_MODULES}")
         if self.calibration not in ("temperature", "none"):
