@@ -61,7 +61,8 @@ def analysis_request(
         sampling = dataclasses.replace(sampling, num_frames=frames)
     if "interval" in text:
         interval = _bounded_int(text, "interval", 1, config.requests.max_interval)
-        sampling = dataclasses.replace(sampling, interval=interval, num_frames=None)
+        # Exactly every N-th frame, as asked: no minimum for short clips.
+        sampling = dataclasses.replace(sampling, interval=interval, num_frames=None, min_frames=1)
     aggregation = text.get("aggregation", config.verdict.aggregation)
     if aggregation not in AGGREGATIONS:
         raise RequestError(

@@ -61,7 +61,9 @@ def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkey
     short = ["--input-size", "96", "--batch-size", "4", "--max-steps-per-epoch", "1"]
     folds = "pexels_woman;grace_hopper,eileen_collins"
     arguments = ["--split", str(split_file), "--epochs", "1", "--fake-source", "sbi", *short]
-    assert main([*arguments, "--folds", folds, "--output", str(output)]) == 0
+    work_dir = tmp_path / "work"
+    fold_args = ["--folds", folds, "--work-dir", str(work_dir)]
+    assert main([*arguments, *fold_args, "--output", str(output)]) == 0
     report = json.loads(output.read_text())
     split = load_split(split_file)
     with_faces = {v["video_id"] for v in split["videos"] if v["crops"]}
@@ -106,6 +108,30 @@ def test_a_crossval_run_scores_every_held_out_video(split_file, tmp_path, monkey
         assert metrics[f"{name}_low"] <= metrics[name] <= metrics[f"{name}_high"], name
     # Every swap of a held-out group was made on a held-out real clip: all are paired.
     assert metrics["paired_swaps"] == sum(video["label"] for video in served.values())
+
+    # A serving setting measured on the same fold checkpoints, with no training: every 20th
+    # frame (no 15-frame minimum) analyses fewer frames of these 4 s clips.
+    checkpoints = sorted(work_dir.glob("fold*/checkpoints/best.pt"))
+    trained = [path.stat().st_mtime_ns for path in checkpoints]
+    settings = tmp_path / "every-20th.yaml"
+    settings.write_text("deepfake:\n  sampling: {min_frames: 1}\n")
+    again = tmp_path / "every-20th.json"
+    reuse = [*fold_args, "--reuse-folds", "--served-config", str(settings), "--output", str(again)]
+    assert main([*arguments, *reuse]) == 0
+    assert [path.stat().st_mtime_ns for path in checkpoints] == trained  # not retrained
+    judged_again = json.loads(again.read_text())
+    assert judged_again["served_settings"] == {"sampling": {"min_frames": 1}}
+    assert judged_again["videos"] == report["videos"]  # the same checkpoints' crop scores
+    assert set(judged_again["served"]) == set(served)
+
+    def faces(report):  # faces of people seen twice or more, per video
+        return {v: sum(map(len, report["served"][v]["person_scores"])) for v in served}
+
+    assert all(faces(judged_again)[v] <= faces(report)[v] for v in served)
+    assert faces(judged_again) != faces(report)
+    # Reusing a work dir trained on other folds is refused before anything is judged.
+    assert main([*arguments, "--folds", "grace_hopper", "--work-dir", str(work_dir),
+                 "--reuse-folds", "--output", str(again)]) == 2  # fmt: skip
 
 
 def test_the_bootstraps_rank_auc_is_sklearns_roc_auc_with_ties():

@@ -180,7 +180,9 @@ def test_each_fold_is_crowd_corrected_with_real_people_from_the_other_folds():
         [served("r1", "real", [0.30, 0.35]), served("r2", "real", [0.40])],
         [served("r3", "real", [0.45, 0.5]), served("r4", "real", [0.25])],
     ]
-    videos, nulls = judge_crowds(folds)
+    from model.config import ServiceConfig
+
+    videos, nulls = judge_crowds(folds, ServiceConfig())
     assert nulls[0] == real_person_null(folds[1:])  # never fitted on itself
     assert nulls[1] == real_person_null([folds[0], folds[2]])
     by_id = {video.video_id: video for video in videos}

@@ -37,6 +37,14 @@ def test_a_multipart_field_wins_over_a_header():
     assert request.config.sampling.interval == 5
 
 
+def test_an_interval_asked_for_is_kept_exactly_even_on_a_short_clip():
+    assert CONFIG.sampling.min_frames == 15  # the default: 15 frames of a 100-frame clip
+    asked = analysis_request({"interval": "20"}, {}, CONFIG, False).config.sampling
+    assert asked.frame_indices(100) == [0, 20, 40, 60, 80]
+    default = analysis_request({}, {}, CONFIG, False).config.sampling
+    assert len(default.frame_indices(100)) == 15
+
+
 def test_bounds_come_from_the_server_config():
     config = load_config({"deepfake": {"sampling": {"max_frames": 16}}})
     request = analysis_request({}, {"x-deepfake-frames": "16"}, config, explain=False)

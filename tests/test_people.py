@@ -30,7 +30,8 @@ def describe() -> FaceDescriber:
 
 
 def people_of(source, describe):
-    faces = extract_faces(source, SamplingConfig(), make_detector(DetectorConfig()), SETTINGS)
+    every_20th = SamplingConfig(min_frames=1)
+    faces = extract_faces(source, every_20th, make_detector(DetectorConfig()), SETTINGS)
     return faces, link_people(faces.frames, describe, TRACKING)
 
 

@@ -37,7 +37,8 @@ def detector():
 
 
 def analyze(video, network, settings, detector, **engine):
-    faces = score_video(video, network, settings, SamplingConfig(), detector, 4, **engine)
+    every_20th = SamplingConfig(min_frames=1)
+    faces = score_video(video, network, settings, every_20th, detector, 4, **engine)
     return verdict(faces, VerdictConfig(aggregation="mean", threshold=0.5))
 
 

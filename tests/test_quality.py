@@ -11,6 +11,7 @@ import pytest
 
 from model.quality import QualityConfig
 from model.service import AnalysisRequest, DetectorService
+from model.video import SamplingConfig
 from support.video_factory import encode_video, grace_hopper_rgb
 from support.weights import seeded_network
 from tests.test_service import TORCH_FP32
@@ -58,9 +59,12 @@ def test_every_sample_video_is_of_a_quality_that_needs_no_compression_flag(servi
         assert bits > QualityConfig().min_bits_per_pixel, video.name
 
 
-def test_a_face_lost_for_most_of_its_span_is_flagged_as_missed(service):
+def test_a_face_lost_for_most_of_its_span_is_flagged_as_missed():
     """Grace Hopper, then 3 s of her photo covered, then her again: sampled every 20th frame,
     she is found in 2 of the 5 sampled frames from her first to her last."""
+    network, settings = seeded_network()
+    every_20th = replace(TORCH_FP32, sampling=SamplingConfig(min_frames=1))
+    service = DetectorService(network, settings, every_20th, "0" * 64)
     face = grace_hopper_rgb()
     covered = np.full_like(face, 90)
     frames = [face] * 20 + [covered] * 60 + [face] * 20

@@ -25,6 +25,7 @@ from deploy.ts_config import read_properties
 from model.network import file_sha256
 from model.runtime import INT8_MODEL_NAME, candidate_paths
 from model.service import DetectorService
+from model.video import SamplingConfig
 from protocol.wire import SCHEMA_VERSION
 from support.credentials import ai_video_manifest, signing_authority
 from support.torchserve import PORT_KEYS, serving, worker_processes
@@ -94,8 +95,9 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
     assert report["label"] in ("fake", "real", "uncertain")
     assert 0.0 <= report["fake_probability"] <= 1.0
     assert report["threshold"] == 0.5 and report["aggregation"] == "person_max"
-    every_20th = len(range(0, fake_video.frame_count, 20))
-    assert report["frames_analyzed"] == len(report["frames"]) == every_20th
+    served = SamplingConfig().frame_indices(fake_video.frame_count)  # 15 of a 4 s clip
+    assert [f["frame_index"] for f in report["frames"]] == served
+    assert report["frames_analyzed"] == len(served) == 15
     assert report["faces_found"] == sum(len(f["faces"]) for f in report["frames"]) > 0
     assert set(report["video"]) >= VIDEO_KEYS and report["video"]["codec"] == "h264"
     assert (report["video"]["width"], report["video"]["height"]) == (
@@ -116,7 +118,7 @@ def test_raw_upload_gets_the_documented_schema(server, fake_video, served_checkp
         "total",
     }
     for frame in report["frames"]:
-        assert frame["frame_index"] % 20 == 0 and frame["timestamp_s"] >= 0
+        assert frame["frame_index"] in served and frame["timestamp_s"] >= 0
         for face in frame["faces"]:
             x0, y0, x1, y1 = face["box"]
             assert 0 <= x0 < x1 <= fake_video.width and 0 <= y0 < y1 <= fake_video.height

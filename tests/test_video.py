@@ -28,7 +28,7 @@ from support.video_factory import (
 
 def test_every_20th_frame_of_each_sample_video(sample_videos):
     for video in sample_videos:
-        info, frames = read_sampled_frames(video.path, SamplingConfig(interval=20))
+        info, frames = read_sampled_frames(video.path, SamplingConfig(interval=20, min_frames=1))
         assert (info.width, info.height) == (video.width, video.height), video.name
         assert info.frame_count == video.frame_count, video.name
         assert info.fps == pytest.approx(video.fps, abs=0.01), video.name
@@ -50,14 +50,16 @@ def test_evenly_spaced_frames_span_the_video(one_face_video):
 
 
 def test_cap_switches_to_evenly_spaced_frames_over_the_whole_video(one_face_video):
-    _, frames = read_sampled_frames(one_face_video.path, SamplingConfig(interval=5, max_frames=4))
+    _, frames = read_sampled_frames(
+        one_face_video.path, SamplingConfig(interval=5, max_frames=4, min_frames=1)
+    )
     indices = [f.index for f in frames]
     assert len(indices) == 4
     assert indices[-1] == one_face_video.frame_count - 1
 
 
 def test_same_frames_from_path_and_from_bytes(one_face_video):
-    sampling = SamplingConfig(interval=20)
+    sampling = SamplingConfig(interval=20, min_frames=1)
     info_path, from_path = read_sampled_frames(one_face_video.path, sampling)
     info_bytes, from_bytes = read_sampled_frames(one_face_video.path.read_bytes(), sampling)
     assert info_path == info_bytes
@@ -75,7 +77,7 @@ def test_bytearray_upload_is_accepted(one_face_video):
 
 def test_video_shorter_than_the_interval_gives_its_first_frame():
     data = encode_video(blank_frames(5))
-    info, frames = read_sampled_frames(data, SamplingConfig(interval=20))
+    info, frames = read_sampled_frames(data, SamplingConfig(interval=20, min_frames=1))
     assert info.frame_count == 5
     assert [f.index for f in frames] == [0]
 
@@ -100,14 +102,14 @@ def test_rotation_metadata_turns_frames_upright():
 def test_variable_frame_rate_timestamps_follow_the_container():
     times = [0.0, 0.1, 0.15, 0.5, 0.55, 1.3]
     data = encode_video(blank_frames(len(times)), frame_times_s=times)
-    _, frames = read_sampled_frames(data, SamplingConfig(interval=1))
+    _, frames = read_sampled_frames(data, SamplingConfig(interval=1, min_frames=1))
     assert [f.index for f in frames] == list(range(len(times)))
     assert [f.timestamp_s for f in frames] == pytest.approx(times, abs=1e-3)
 
 
 def test_webm_without_a_declared_frame_count():
     data = encode_video(blank_frames(40), container="webm", codec="libvpx-vp9")
-    info, frames = read_sampled_frames(data, SamplingConfig(interval=10))
+    info, frames = read_sampled_frames(data, SamplingConfig(interval=10, min_frames=1))
     assert info.frame_count == 40
     assert [f.index for f in frames] == [0, 10, 20, 30]
 
@@ -168,7 +170,19 @@ def test_evenly_spaced_indices_are_distinct_and_bounded():
     assert evenly_spaced(1, 4) == [0]
 
 
-@pytest.mark.parametrize("kwargs", [{"interval": 0}, {"num_frames": 0}, {"max_frames": 0}], ids=str)
+def test_a_short_clip_gets_the_minimum_evenly_spaced_and_a_long_one_every_20th():
+    served = SamplingConfig()  # every 20th frame, at least 15, at most 64
+    assert served.frame_indices(100) == evenly_spaced(100, 15)
+    assert served.frame_indices(300) == list(range(0, 300, 20))  # 10 s at 30 fps: 15 anyway
+    assert served.frame_indices(10) == list(range(10))  # fewer frames than the minimum: all
+    assert len(served.frame_indices(1800)) == 64  # the cap
+    assert SamplingConfig(max_frames=8).frame_indices(100) == evenly_spaced(100, 8)
+    assert SamplingConfig(min_frames=1).frame_indices(100) == [0, 20, 40, 60, 80]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"interval": 0}, {"num_frames": 0}, {"max_frames": 0}, {"min_frames": 0}], ids=str
+)
 def test_sampling_config_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         SamplingConfig(**kwargs)
@@ -197,7 +211,7 @@ def test_within_limits_reads_normally():
     small = encode_video(blank_frames(30, 64, 48))
     exact = VideoLimits(max_pixels=64 * 48, max_duration_s=1.3, max_frame_count=30)
     with VideoReader(small, limits=exact) as reader:
-        assert len(list(reader.sample(SamplingConfig(interval=1)))) == 30
+        assert len(list(reader.sample(SamplingConfig(interval=1, min_frames=1)))) == 30
 
 
 @given(
@@ -205,15 +219,21 @@ def test_within_limits_reads_normally():
     interval=st.integers(1, 1000),
     num_frames=st.none() | st.integers(1, 500),
     max_frames=st.integers(1, 200),
+    min_frames=st.integers(1, 200),
 )
 def test_sampling_never_exceeds_the_cap_and_stays_in_the_video(
-    frame_count, interval, num_frames, max_frames
+    frame_count, interval, num_frames, max_frames, min_frames
 ):
-    sampling = SamplingConfig(interval=interval, num_frames=num_frames, max_frames=max_frames)
+    sampling = SamplingConfig(interval, num_frames, max_frames, min_frames)
     indices = sampling.frame_indices(frame_count)
     assert 1 <= len(indices) <= max_frames
     if num_frames is not None:
         assert len(indices) <= num_frames
+    else:  # every interval-th frame, or as many as the minimum asks where the clip has them
+        fewest = min(min_frames, max_frames, max(frame_count, 1))
+        assert len(indices) >= fewest
+        if fewest <= len(range(0, frame_count, interval)) <= max_frames:
+            assert indices == list(range(0, frame_count, interval))
     assert indices == sorted(set(indices))
     assert indices[0] == 0 and indices[-1] <= max(frame_count, 1) - 1
 
@@ -238,7 +258,9 @@ def _assert_same_frames(expected, got, what: str) -> None:
     [
         SamplingConfig(),
         SamplingConfig(num_frames=7),
-        pytest.param(SamplingConfig(interval=3), marks=pytest.mark.integration),  # ~10 s
+        pytest.param(  # ~10 s
+            SamplingConfig(interval=3, min_frames=1), marks=pytest.mark.integration
+        ),
     ],
     ids=["every-20th", "7-frames", "every-3rd"],
 )
@@ -253,7 +275,7 @@ def test_skipping_unsampled_frames_gives_the_same_frames(sample_videos, sampling
 def test_skipping_decodes_fewer_frames_of_a_video_with_b_frames():
     frames = [np.roll(grace_hopper_rgb(), shift, axis=1) for shift in range(0, 120, 2)]
     data = encode_video(frames)  # libx264's defaults: B-frames, some not referenced
-    sampling = SamplingConfig(interval=10)
+    sampling = SamplingConfig(interval=10, min_frames=1)
     expected, all_decoded = _read_all(data, sampling, skip=False)
     got, decoded = _read_all(data, sampling, skip=True)
     _assert_same_frames(expected, got, "x264 clip")
@@ -273,7 +295,7 @@ def test_skipping_decodes_fewer_frames_of_a_video_with_b_frames():
 )
 def test_skipping_keeps_frames_of_unusual_videos(make_video):
     data = make_video()
-    for sampling in (SamplingConfig(interval=2), SamplingConfig(num_frames=3)):
+    for sampling in (SamplingConfig(interval=2, min_frames=1), SamplingConfig(num_frames=3)):
         expected, _ = _read_all(data, sampling, skip=False)
         got, _ = _read_all(data, sampling, skip=True)
         _assert_same_frames(expected, got, str(sampling))
@@ -331,7 +353,7 @@ WANDERING_TIMES = [(i + 0.3 * np.sin(i * 1.7)) / 25 if i else 0.0 for i in range
 )
 def test_keyframe_restarts_give_the_same_frames_and_decode_fewer(encoding):
     data = encode_video(_moving_picture(60), **encoding)
-    for sampling in (SamplingConfig(interval=20), SamplingConfig(num_frames=4)):
+    for sampling in (SamplingConfig(interval=20, min_frames=1), SamplingConfig(num_frames=4)):
         expected, all_decoded = _read_all(data, sampling, skip=False)
         through, decoded_through = _read_all(data, sampling, skip=True, restarts=False)
         got, decoded = _read_all(data, sampling, skip=True)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from model.config import ServiceConfig
+from model.config import ServiceConfig, load_config
 from model.network import load_checkpoint, save_checkpoint
 from model.schema import add_arguments, from_arguments
 from model.service import DetectorService
@@ -64,10 +65,21 @@ class FoldResult:
     crops: CropScores  # the held-out crops' scores
 
 
-def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path) -> FoldResult:
-    """Train on the other groups; the held-out crops' scores from the recipe's last epoch."""
+def run_fold(
+    config: TrainConfig, split: dict, held_out: list[str], folder: Path, reuse: bool = False
+) -> FoldResult:
+    """Train on the other groups (or, with `reuse`, take the fold's checkpoint a run before
+    trained in `folder`); the held-out crops' scores from the recipe's last epoch."""
     split_path = folder / "split.json"
     fold = fold_split(split, held_out)
+    checkpoint = folder / "checkpoints" / BEST_WEIGHTS
+    if reuse:
+        if not checkpoint.is_file() or held_out_ids(load_split(split_path)) != held_out_ids(fold):
+            raise ValueError(
+                f"{folder} holds no checkpoint trained on this fold (holding out {held_out}): "
+                "run the protocol there without --reuse-folds first"
+            )
+        return held_out_scores(config, split, fold, held_out, checkpoint)
     write_split(fold, split_path)
     fold_config = dataclasses.replace(
         config,
@@ -83,7 +95,16 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
         resume=False,
     )
     train(fold_config)
-    checkpoint = folder / "checkpoints" / BEST_WEIGHTS
+    return held_out_scores(config, split, fold, held_out, checkpoint)
+
+
+def held_out_ids(fold: dict) -> set[str]:
+    return {video["video_id"] for video in fold["videos"] if video["split"] == "val"}
+
+
+def held_out_scores(
+    config: TrainConfig, split: dict, fold: dict, held_out: list[str], checkpoint: Path
+) -> FoldResult:
     network, settings = load_checkpoint(checkpoint)
     held_out_crops = FaceCrops(
         split_items(fold, "val", split["image_dir"], "videos"), settings, False
@@ -92,8 +113,11 @@ def run_fold(config: TrainConfig, split: dict, held_out: list[str], folder: Path
     return FoldResult(held_out, fold, checkpoint, crops)
 
 
-def served_verdicts(fold: FoldResult, temperature: float) -> list[tuple[dict, VideoVerdict]]:
-    """The fold's held-out videos through the server's DetectorService (default settings),
+def served_verdicts(
+    fold: FoldResult, temperature: float, served: ServiceConfig
+) -> list[tuple[dict, VideoVerdict]]:
+    """The fold's held-out videos through the server's DetectorService (`served`: the
+    server's default settings unless a serving lever is measured),
     its checkpoint calibrated with `temperature` (fitted on the other folds); no crowd
     correction yet (its null is fitted on the other folds' served people: `judge_crowds`)."""
     network, settings = load_checkpoint(fold.checkpoint)
@@ -104,7 +128,7 @@ def served_verdicts(fold: FoldResult, temperature: float) -> list[tuple[dict, Vi
         dataclasses.replace(settings, temperature=temperature, calibration=described),
         calibrated,
     )
-    service = DetectorService.from_checkpoint(calibrated, ServiceConfig())
+    service = DetectorService.from_checkpoint(calibrated, served)
     videos = [video for video in fold.split["videos"] if video["split"] == "val"]
     outcomes = analyze_files([Path(video["video"]) for video in videos], service, progress=False)
     served = []
@@ -139,21 +163,20 @@ def real_person_null(folds: list[list[tuple[dict, VideoVerdict]]]) -> tuple[floa
 
 
 def judge_crowds(
-    folds: list[list[tuple[dict, VideoVerdict]]],
+    folds: list[list[tuple[dict, VideoVerdict]]], served: ServiceConfig
 ) -> tuple[list[ServedVideo], list[tuple[float, float] | None]]:
     """Each fold's verdicts again with the crowd correction the server applies, its real
     people's null fitted on the *other* folds' served real people (cross-fitted, as the
     temperature is); the served videos and each fold's null."""
-    served, nulls = [], []
-    tracking = ServiceConfig().people
+    videos, nulls = [], []
     for number, fold in enumerate(folds):
         null = real_person_null(folds[:number] + folds[number + 1 :])
         nulls.append(null)
         for video, judged in fold:
             people = [person.person for person in judged.people]
-            again = verdict(judged.faces, judged.config, people, tracking, null)
-            served.append(served_video(video, again))
-    return served, nulls
+            again = verdict(judged.faces, judged.config, people, served.people, null)
+            videos.append(served_video(video, again))
+    return videos, nulls
 
 
 def pooled_scores(folds: list[CropScores]) -> CropScores:
@@ -225,15 +248,23 @@ class ProtocolRun:
 
 
 def run_protocol(
-    config: TrainConfig, split: dict, folds: list[list[str]], work_dir: Path
+    config: TrainConfig,
+    split: dict,
+    folds: list[list[str]],
+    work_dir: Path,
+    served: ServiceConfig | None = None,
+    reuse: bool = False,
 ) -> ProtocolRun:
-    """Train every fold, cross-fit their temperatures, then judge the held-out videos."""
+    """Train every fold (or reuse what a run before trained in `work_dir`), cross-fit their
+    temperatures, then judge the held-out videos as a server with `served` would (none: the
+    server's defaults)."""
+    served = served or ServiceConfig()
     results = []
     for number, held_out in enumerate(folds):
         print(f"crossval: fold {number + 1}/{len(folds)}, holding out {held_out}")
         folder = work_dir / f"fold{number}"
         folder.mkdir(parents=True, exist_ok=True)
-        results.append(run_fold(config, split, held_out, folder))
+        results.append(run_fold(config, split, held_out, folder, reuse))
     try:
         cross_fitted = cross_fit([result.crops for result in results])
         temperatures = cross_fitted.temperatures
@@ -241,11 +272,11 @@ def run_protocol(
         print(f"crossval: not calibrated: {error}")
         cross_fitted, temperatures = None, [1.0] * len(results)
     judged = [
-        served_verdicts(result, temperature)
+        served_verdicts(result, temperature, served)
         for result, temperature in zip(results, temperatures, strict=True)
     ]
-    served, nulls = judge_crowds(judged)
-    return ProtocolRun(results, served, cross_fitted, nulls, real_person_null(judged))
+    videos, nulls = judge_crowds(judged, served)
+    return ProtocolRun(results, videos, cross_fitted, nulls, real_person_null(judged))
 
 
 def protocol_report(config: TrainConfig, run: ProtocolRun) -> dict:
@@ -311,6 +342,16 @@ class ProtocolOptions:
     work_dir: Path | None = field(
         default=None, metadata={"help": "fold splits and checkpoints; none: a temporary folder"}
     )
+    reuse_folds: bool = field(
+        default=False,
+        metadata={"help": "judge the fold checkpoints a run before trained in --work-dir "
+                  "(no training): to measure a serving setting"},
+    )  # fmt: skip
+    served_config: Path | None = field(
+        default=None,
+        metadata={"help": "a model config YAML whose `deepfake:` block the held-out videos are "
+                  "served with (docs/configuration.md); none: the server's defaults"},
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,12 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         for held_out in folds:
             fold_split(split, held_out)  # an unknown group fails before any training
-    except ValueError as error:
+        if options.reuse_folds and options.work_dir is None:
+            raise ValueError("--reuse-folds judges the checkpoints in --work-dir: name it")
+        served_yaml = {}
+        if options.served_config:
+            served_yaml = yaml.safe_load(options.served_config.read_text())
+        served = load_config(served_yaml)
+    except (ValueError, OSError, yaml.YAMLError) as error:
         print(f"crossval: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as scratch:
-        run = run_protocol(config, split, folds, options.work_dir or Path(scratch))
+        work_dir = options.work_dir or Path(scratch)
+        try:
+            run = run_protocol(config, split, folds, work_dir, served, options.reuse_folds)
+        except ValueError as error:
+            print(f"crossval: {error}", file=sys.stderr)
+            return 2
     report = protocol_report(config, run)
+    report["served_settings"] = (served_yaml or {}).get("deepfake") or {}  # besides the defaults
     options.output.write_text(json.dumps(report, indent=1))
     log_summary(config, run, report, options.output)
     print(f"crossval (protocol v2), {len(folds)} folds; wrote {options.output}")
