@@ -74,7 +74,8 @@ def run_fold(
     fold = fold_split(split, held_out)
     checkpoint = folder / "checkpoints" / BEST_WEIGHTS
     if reuse:
-        if not checkpoint.is_file() or held_out_ids(load_split(split_path)) != held_out_ids(fold):
+        trained = checkpoint.is_file() and split_path.is_file()
+        if not trained or held_out_ids(load_split(split_path)) != held_out_ids(fold):
             raise ValueError(
                 f"{folder} holds no checkpoint trained on this fold (holding out {held_out}): "
                 "run the protocol there without --reuse-folds first"
