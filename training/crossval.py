@@ -80,7 +80,7 @@ def run_fold(
                 f"{folder} holds no checkpoint trained on this fold (holding out {held_out}): "
                 "run the protocol there without --reuse-folds first"
             )
-        return held_out_scores(config, split, fold, held_out, checkpoint)
+        return held_out_scores(config, fold, held_out, checkpoint)
     write_split(fold, split_path)
     fold_config = dataclasses.replace(
         config,
@@ -96,7 +96,7 @@ def run_fold(
         resume=False,
     )
     train(fold_config)
-    return held_out_scores(config, split, fold, held_out, checkpoint)
+    return held_out_scores(config, fold, held_out, checkpoint)
 
 
 def held_out_ids(fold: dict) -> set[str]:
@@ -104,20 +104,20 @@ def held_out_ids(fold: dict) -> set[str]:
 
 
 def held_out_scores(
-    config: TrainConfig, split: dict, fold: dict, held_out: list[str], checkpoint: Path
+    config: TrainConfig, fold: dict, held_out: list[str], checkpoint: Path
 ) -> FoldResult:
     network, settings = load_checkpoint(checkpoint)
     held_out_crops = FaceCrops(
-        split_items(fold, "val", split["image_dir"], "videos"), settings, False
+        split_items(fold, "val", fold["image_dir"], "videos"), settings, False
     )
     crops = score_crops(network, held_out_crops, config.eval_batch_size, "fp32")
     return FoldResult(held_out, fold, checkpoint, crops)
 
 
 def served_verdicts(
-    fold: FoldResult, temperature: float, served: ServiceConfig
+    fold: FoldResult, temperature: float, server: ServiceConfig
 ) -> list[tuple[dict, VideoVerdict]]:
-    """The fold's held-out videos through the server's DetectorService (`served`: the
+    """The fold's held-out videos through the server's DetectorService (`server`: the
     server's default settings unless a serving lever is measured),
     its checkpoint calibrated with `temperature` (fitted on the other folds); no crowd
     correction yet (its null is fitted on the other folds' served people: `judge_crowds`)."""
@@ -129,7 +129,7 @@ def served_verdicts(
         dataclasses.replace(settings, temperature=temperature, calibration=described),
         calibrated,
     )
-    service = DetectorService.from_checkpoint(calibrated, served)
+    service = DetectorService.from_checkpoint(calibrated, server)
     videos = [video for video in fold.split["videos"] if video["split"] == "val"]
     outcomes = analyze_files([Path(video["video"]) for video in videos], service, progress=False)
     served = []
@@ -164,7 +164,7 @@ def real_person_null(folds: list[list[tuple[dict, VideoVerdict]]]) -> tuple[floa
 
 
 def judge_crowds(
-    folds: list[list[tuple[dict, VideoVerdict]]], served: ServiceConfig
+    folds: list[list[tuple[dict, VideoVerdict]]], server: ServiceConfig
 ) -> tuple[list[ServedVideo], list[tuple[float, float] | None]]:
     """Each fold's verdicts again with the crowd correction the server applies, its real
     people's null fitted on the *other* folds' served real people (cross-fitted, as the
@@ -175,7 +175,7 @@ def judge_crowds(
         nulls.append(null)
         for video, judged in fold:
             people = [person.person for person in judged.people]
-            again = verdict(judged.faces, judged.config, people, served.people, null)
+            again = verdict(judged.faces, judged.config, people, server.people, null)
             videos.append(served_video(video, again))
     return videos, nulls
 
@@ -253,13 +253,13 @@ def run_protocol(
     split: dict,
     folds: list[list[str]],
     work_dir: Path,
-    served: ServiceConfig | None = None,
+    server: ServiceConfig | None = None,
     reuse: bool = False,
 ) -> ProtocolRun:
     """Train every fold (or reuse what a run before trained in `work_dir`), cross-fit their
-    temperatures, then judge the held-out videos as a server with `served` would (none: the
-    server's defaults)."""
-    served = served or ServiceConfig()
+    temperatures, then judge the held-out videos as a server with `server`'s settings would
+    (none: the server's defaults)."""
+    server = server or ServiceConfig()
     results = []
     for number, held_out in enumerate(folds):
         print(f"crossval: fold {number + 1}/{len(folds)}, holding out {held_out}")
@@ -273,10 +273,10 @@ def run_protocol(
         print(f"crossval: not calibrated: {error}")
         cross_fitted, temperatures = None, [1.0] * len(results)
     judged = [
-        served_verdicts(result, temperature, served)
+        served_verdicts(result, temperature, server)
         for result, temperature in zip(results, temperatures, strict=True)
     ]
-    videos, nulls = judge_crowds(judged, served)
+    videos, nulls = judge_crowds(judged, server)
     return ProtocolRun(results, videos, cross_fitted, nulls, real_person_null(judged))
 
 
@@ -375,14 +375,14 @@ def main(argv: list[str] | None = None) -> int:
         served_yaml = {}
         if options.served_config:
             served_yaml = yaml.safe_load(options.served_config.read_text())
-        served = load_config(served_yaml)
+        server = load_config(served_yaml)
     except (ValueError, OSError, yaml.YAMLError) as error:
         print(f"crossval: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         work_dir = options.work_dir or Path(scratch)
         try:
-            run = run_protocol(config, split, folds, work_dir, served, options.reuse_folds)
+            run = run_protocol(config, split, folds, work_dir, server, options.reuse_folds)
         except ValueError as error:
             print(f"crossval: {error}", file=sys.stderr)
             return 2
