@@ -77,7 +77,14 @@ check-java:  ## TorchServe needs a Java 17+ runtime
 		     "apt-get install openjdk-17-jre-headless" >&2; exit 1; fi; \
 	echo "Java $$version found"
 
+# A new .venv holds ~7.3 GB (torch's CUDA build and its libraries are 5.5 GB of it).
+VENV_FREE_MB = 8000
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
+	@[ -d $(VENV) ] || { free_mb=$$(df -Pm . | awk 'NR == 2 {print $$4}'); \
+		if [ "$$free_mb" -lt $(VENV_FREE_MB) ]; then \
+			echo "make setup: $$free_mb MB free on this disk; a new .venv needs about" \
+			     "$(VENV_FREE_MB) MB (torch's CUDA build is 5.5 GB of it): free some space" >&2; \
+			exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt
