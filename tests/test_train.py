@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.config import ServiceConfig
-from model.network import load_checkpoint
+from model.network import ModelSettings, build_model, load_checkpoint
 from model.schema import ConfigError
 from model.service import DetectorService
 from model.verdict import VerdictConfig
@@ -151,6 +151,20 @@ def test_a_frozen_first_epoch_trains_the_head_alone(tracking_uri, split_file, tm
     [run] = client.search_runs([client.get_experiment_by_name("frozen").experiment_id])
     assert run.data.params["init_sha256"] == "ab" * 32
     assert run.data.params["init_source"] == "weights.whl"
+
+
+def test_a_boundary_loss_trains_a_head_the_checkpoint_leaves_out(
+    tracking_uri, split_file, tmp_path
+):
+    options = ["--boundary-loss", "1.0", "--experiment", "boundary"]
+    changed = _changed_after_one_epoch(split_file, tmp_path, *options)
+    after = torch.load(tmp_path / "out" / "best.pt", weights_only=True)
+    # The network trained (its middle block too), and its checkpoint holds only its own weights.
+    assert any(key.startswith("block7.") for key in changed)
+    assert set(after) == set(build_model(ModelSettings(input_size=96)).state_dict())
+    client = mlflow.MlflowClient(tracking_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("boundary").experiment_id])
+    assert run.data.params["boundary_loss"] == "1.0"
 
 
 def test_the_backbone_learns_at_its_own_rate():

@@ -35,8 +35,20 @@ class AugmentConfig:
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """A randomly degraded copy of an (H, W, 3) uint8 RGB crop."""
+    return augment_with_mask(image, None, rng, config)[0]
+
+
+def augment_with_mask(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    config: AugmentConfig,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`augment`, and the (H, W) `mask` of the crop's blended region flipped with it (the only
+    change here that moves pixels); the same draws as `augment`, whether a mask is given."""
     if rng.random() < config.flip:
         image = image[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
     if rng.random() < config.colour:
         contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
         image = np.clip(image.astype(np.float32) * contrast + brightness, 0, 255).astype(np.uint8)
@@ -63,7 +75,7 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) 
             image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
     if rng.random() < config.h264:
         image = h264_roundtrip(image, int(rng.integers(config.h264_crf[0], config.h264_crf[1] + 1)))
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(image), None if mask is None else np.ascontiguousarray(mask)
 
 
 def h264_roundtrip(image: np.ndarray, crf: int) -> np.ndarray:

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset, Sampler
 
 from model.network import ModelSettings
 from model.tensors import crops_to_batch
-from training.augment import AugmentConfig, augment
+from training.augment import AugmentConfig, augment_with_mask
+from training.boundary import boundary_map
 from training.sbi import Donor, SelfBlendConfig, landmark_alignment, self_blend
 
 FAKE_SOURCES = ("both", "videos", "sbi")
@@ -99,7 +100,9 @@ def read_rgb(path: str) -> np.ndarray:
 
 class FaceCrops(Dataset):
     """(H, W, 3) uint8 crops at the model's input size, with labels; random changes only when
-    `train`. Randomness is seeded by (seed, epoch, index): runs repeat, whatever the workers."""
+    `train`. Randomness is seeded by (seed, epoch, index): runs repeat, whatever the workers.
+    With `boundary_targets`, each item also carries its blend's boundary map (training/boundary.py:
+    zeros for a real crop, NaN for a real swap, whose blend is unknown)."""
 
     def __init__(
         self,
@@ -109,8 +112,10 @@ class FaceCrops(Dataset):
         seed: int = 0,
         augment_config: AugmentConfig = AugmentConfig(),
         blend_config: SelfBlendConfig = SelfBlendConfig(),
+        boundary_targets: bool = False,
     ) -> None:
         self.items = items
+        self.boundary_targets = boundary_targets
         self.settings = settings
         self.train = train
         self.seed = seed
@@ -129,7 +134,8 @@ class FaceCrops(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+    def __getitem__(self, index: int) -> tuple:
+        """(crop, label, index), and the crop's boundary map with `boundary_targets`."""
         item = self.items[index]
         image = read_rgb(item.path)
         size = self.settings.input_size
@@ -145,10 +151,18 @@ class FaceCrops(Dataset):
                 self.blend_config.other_face > 0 and rng.random() < self.blend_config.other_face
             )
             donor = self.donor_for(item, rng) if other_face else None
-            image = self_blend(image, item.landmarks, rng, self.blend_config, donor).image
+            blended = self_blend(image, item.landmarks, rng, self.blend_config, donor)
+            image, blend_mask = blended.image, blended.mask
+        else:
+            blend_mask = None
         if self.train:
-            image = augment(image, rng, self.augment_config)
-        return image, item.label, index
+            image, blend_mask = augment_with_mask(image, blend_mask, rng, self.augment_config)
+        if not self.boundary_targets:
+            return image, item.label, index
+        target = boundary_map(blend_mask, size, size)
+        if item.label == FAKE_CLASS and blend_mask is None:
+            target[:] = np.nan  # a real swap: where it was blended is unknown
+        return image, item.label, index, target
 
     def donor_for(self, item: CropItem, rng: np.random.Generator) -> Donor | None:
         """Of a few random real crops of other groups, the one whose landmarks align best with
@@ -172,9 +186,10 @@ class Collate:
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
 
-    def __call__(self, samples: list[tuple[np.ndarray, int, int]]):
-        images, labels, indices = zip(*samples, strict=True)
-        return crops_to_batch(images, self.settings), torch.tensor(labels), torch.tensor(indices)
+    def __call__(self, samples: list[tuple]):
+        images, labels, indices, *targets = zip(*samples, strict=True)
+        batch = crops_to_batch(images, self.settings), torch.tensor(labels), torch.tensor(indices)
+        return (*batch, *(torch.from_numpy(np.stack(maps)) for maps in targets))
 
 
 def twin_indices(items: list[CropItem]) -> np.ndarray:

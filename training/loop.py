@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from model.device import autocast
+from training.boundary import BoundaryHead
 from training.data_dir import SplitError
 from training.distributed import ONE_PROCESS, Processes, unwrap
 from training.optim import freeze
@@ -33,18 +34,35 @@ class TrainingLoss(nn.Module):
     a crop's fake-minus-real logit. Cross-entropy judges each crop against a fixed line; the
     ranking term asks only that the blend score above the same face unblended, a question no
     identity can answer. Pairs come from `twins` (training.dataset.twin_indices) and the order
-    TwinShuffle gives, so crops sharded by DistributedSampler get cross-entropy alone."""
+    TwinShuffle gives, so crops sharded by DistributedSampler get cross-entropy alone. With a
+    `boundary` head, `boundary_weight` times its loss on the batch's boundary maps is added
+    (Face X-ray's supervision, training/boundary.py)."""
 
-    def __init__(self, class_weight: torch.Tensor, twins: np.ndarray, twin_weight: float):
+    def __init__(
+        self,
+        class_weight: torch.Tensor,
+        twins: np.ndarray,
+        twin_weight: float,
+        boundary: BoundaryHead | None = None,
+        boundary_weight: float = 0.0,
+    ):
         super().__init__()
         self.cross_entropy = nn.CrossEntropyLoss(weight=class_weight)
         self.register_buffer("twins", torch.as_tensor(twins, dtype=torch.int64))
         self.twin_weight = twin_weight
+        # Face X-ray's boundary head (its weights train beside the network's, never saved).
+        self.boundary, self.boundary_weight = boundary, boundary_weight
 
     def forward(
-        self, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        indices: torch.Tensor,
+        boundaries: torch.Tensor | None = None,
     ) -> torch.Tensor:
         loss = self.cross_entropy(logits, labels)
+        if self.boundary is not None and boundaries is not None:
+            loss = loss + self.boundary_weight * self.boundary.loss(boundaries.to(logits.device))
         if self.twin_weight <= 0 or len(indices) < 2:
             return loss
         indices = indices.to(self.twins.device)
@@ -82,19 +100,21 @@ def train_one_epoch(
     steps = steps_per_epoch(loader, max_steps)
     quiet = not processes.is_main
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, total=steps, disable=quiet)
-    for step, (batch, labels, indices) in enumerate(bar):
+    for step, (batch, labels, indices, *boundaries) in enumerate(bar):
         if step >= steps or (deadline and processes.any(time.time() > deadline)):
             break
         batch = batch.to(processes.device, memory_format=torch.channels_last, non_blocking=True)
         labels = labels.to(processes.device, non_blocking=True)
-        loss = batch_loss(network, loss_function, precision, batch, labels, indices)
+        loss = batch_loss(network, loss_function, precision, batch, labels, indices, *boundaries)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if sharpness is not None:
             sharpness.ascend()
             optimizer.zero_grad(set_to_none=True)
             with batch_norm_statistics_kept(network):
-                batch_loss(network, loss_function, precision, batch, labels, indices).backward()
+                batch_loss(
+                    network, loss_function, precision, batch, labels, indices, *boundaries
+                ).backward()
             sharpness.descend()
         scaler.step(optimizer)
         scaler.update()
@@ -120,10 +140,11 @@ def batch_loss(
     batch: torch.Tensor,
     labels: torch.Tensor,
     indices: torch.Tensor,
+    boundaries: torch.Tensor | None = None,
 ) -> torch.Tensor:
     with autocast(precision, batch.device.type):
         logits = network(batch)
-    return loss_function(logits.float(), labels, indices)
+    return loss_function(logits.float(), labels, indices, boundaries)
 
 
 def steps_per_epoch(loader: DataLoader, max_steps: int | None) -> int:

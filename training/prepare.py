@@ -20,6 +20,7 @@ from model.cpu import cpu_model
 from model.device import device_name, resolve_precision
 from model.network import ModelSettings, build_model, load_checkpoint
 from model.schema import ConfigError
+from training.boundary import BoundaryHead
 from training.data_dir import check_crop_size, check_fake_methods, load_split
 from training.dataset import (
     Collate,
@@ -76,6 +77,7 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
     output_dir.mkdir(parents=True, exist_ok=True)
     data_workers = processes.data_workers(config.workers)
     network, settings = build_network(config, split["crop_scale"], processes)
+    boundary = BoundaryHead(unwrap(network)) if config.boundary_loss else None
     train_set, train_loader, sampler = training_data(
         config, split, image_dir, settings, processes, data_workers
     )
@@ -85,8 +87,12 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
             "the split has no validation crops; checkpoint_selection 'best' needs some "
             "(or train a recipe of fixed length with checkpoint_selection: last)"
         )
+    # The boundary head learns at the head's rate (`--resume` starts it afresh).
+    head_groups = [{"params": list(boundary.parameters()), "lr": config.lr}] if boundary else []
     optimizer = torch.optim.AdamW(
-        parameter_groups(network, config), lr=config.lr, weight_decay=config.weight_decay
+        parameter_groups(network, config) + head_groups,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
     )
     total_steps = max(1, config.epochs * steps_per_epoch(train_loader, config.max_steps_per_epoch))
     precision = resolve_precision(config.precision, processes.device)
@@ -108,7 +114,11 @@ def prepare(config: TrainConfig, processes: Processes) -> Training:
         sampler=sampler,
         val_set=val_set,
         loss_function=TrainingLoss(
-            class_weights(train_set.labels()), twin_indices(train_set.items), config.twin_ranking
+            class_weights(train_set.labels()),
+            twin_indices(train_set.items),
+            config.twin_ranking,
+            boundary,
+            config.boundary_loss,
         ).to(processes.device),
         optimizer=optimizer,
         scheduler=BudgetedCosine(optimizer, T_max=total_steps),
@@ -196,6 +206,7 @@ def training_data(
         seed=config.seed,
         augment_config=config.augment,
         blend_config=config.self_blend,
+        boundary_targets=config.boundary_loss > 0,
     )
     generator = torch.Generator().manual_seed(config.seed)
     shard_size = math.ceil(len(train_set) / processes.world_size)

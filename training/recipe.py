@@ -52,6 +52,9 @@ class TrainConfig:
     # Weight of a ranking loss on each real crop and its twin in a batch (training/loop.py
     # TrainingLoss): the blend must score above the same face unblended. Needs paired_batches.
     twin_ranking: float = 0.0
+    # Weight of Face X-ray's boundary loss (training/boundary.py): a 1x1 head on a middle block
+    # learns where each self-blend's edge runs, and that a real crop has none. 0: none.
+    boundary_loss: float = 0.0
     # The kept weights: the mean of the weights after every step of the last N epochs
     # (dense weight averaging, SWAD: Cha et al., NeurIPS 2021: flatter minima that hold up
     # better on unseen domains), batch-norm statistics averaged alike; 0: the last step's.
@@ -111,6 +114,8 @@ class TrainConfig:
             raise ConfigError(f"recipe_threshold must lie in [0, 1], got {self.recipe_threshold}")
         if self.twin_ranking < 0:
             raise ConfigError(f"twin_ranking must be >= 0, got {self.twin_ranking}")
+        if self.boundary_loss < 0:
+            raise ConfigError(f"boundary_loss must be >= 0, got {self.boundary_loss}")
         trainable_epochs = self.epochs - self.freeze_backbone_epochs
         if not 0 <= self.weight_average_epochs <= trainable_epochs:
             raise ConfigError(
