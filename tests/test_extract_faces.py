@@ -62,6 +62,50 @@ def test_a_second_run_skips_what_is_done_and_reports_unreadable_files(
     assert "7 already done, 1 unreadable" in summary(outcomes)
 
 
+# A caller that ran torch's threads first (trained, scored), then extracted with workers: a
+# forked worker hung for good in the detector's load_state_dict; the pool now spawns them.
+_AFTER_TRAINING = """
+import sys
+from pathlib import Path
+
+import torch
+
+from model.network import ModelSettings, build_model
+from model.video import SamplingConfig
+from training.extract_faces import ExtractionConfig, extract_all, video_jobs
+
+if __name__ == "__main__":  # the workers are spawned: they import this file again
+    network = build_model(ModelSettings(input_size=96)).train()
+    for _ in range(2):
+        network(torch.randn(4, 3, 96, 96)).sum().backward()
+    jobs = video_jobs([Path(sys.argv[1])], Path(sys.argv[2]))[:4]
+    config = ExtractionConfig(sampling=SamplingConfig(num_frames=1), crop_size=96)
+    outcomes = extract_all(jobs, config, 2, progress=False)
+    print(sum(o.faces for o in outcomes), "faces")
+"""
+
+
+def test_workers_start_cleanly_after_the_caller_ran_torch(small_video_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "after_training.py"
+    script.write_text(_AFTER_TRAINING)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script), str(small_video_dir), str(tmp_path / "images")],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hung worker never returns (it passes in seconds): the timeout fails it
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-2]) > 0
+
+
 def _video_folder(folder, label, name, sample):
     (folder / label).mkdir(parents=True, exist_ok=True)
     (folder / label / name).symlink_to(sample)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import shutil
 import sys
 from collections.abc import Sequence
@@ -176,7 +177,10 @@ def extract_all(
             outcomes.append(extract_video(job, config))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Spawned, not forked: a fork of a process whose torch or OpenMP threads have run (a
+        # caller that trained or scored first) can hang in the child on a lock those threads held.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
             for outcome in pool.map(extract_video, jobs, [config] * len(jobs)):
                 outcomes.append(outcome)
                 bar.update()
