@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import av
 import numpy as np
@@ -89,6 +89,11 @@ class SamplingConfig:
             raise ValueError(f"max_frames must be at least 1, got {self.max_frames}")
         if self.min_frames < 1:
             raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
+
+    @classmethod
+    def exactly_every(cls, interval: int, **fields: Any) -> SamplingConfig:
+        """Every `interval`-th frame and no minimum: a short clip gets only what that gives."""
+        return cls(interval=interval, min_frames=1, **fields)
 
     def frame_indices(self, frame_count: int) -> list[int]:
         """Sorted frame indices to keep from a video of `frame_count` frames; never empty."""

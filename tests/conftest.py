@@ -86,7 +86,7 @@ def extract_small_set(small_video_dir, tmp_path_factory):
         if crop_size not in extracted:
             image_dir = tmp_path_factory.mktemp(f"images-{crop_size}")
             config = ExtractionConfig(
-                sampling=SamplingConfig(interval=20, min_frames=1), crop_size=crop_size
+                sampling=SamplingConfig.exactly_every(20), crop_size=crop_size
             )
             jobs = video_jobs([small_video_dir], image_dir)
             extracted[crop_size] = image_dir, extract_all(jobs, config, 1, progress=False)

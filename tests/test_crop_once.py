@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CROP_SIZE = 224  # the demo recipe's input size (training/demo.yaml)
 VIDEO = "fake/a_fs_wolfgang_c1__grace_hopper.mp4"  # a face in each of its 6 sampled frames
-SAMPLING = SamplingConfig(interval=20, min_frames=1)
+SAMPLING = SamplingConfig.exactly_every(20)
 
 
 @pytest.fixture(scope="module")

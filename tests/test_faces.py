@@ -31,7 +31,7 @@ def sample_detections(sample_videos, default_detector):
     """(video, frame index, frame shape, detections) for every 20th frame of every sample."""
     rows = []
     for video in sample_videos:
-        _, frames = read_sampled_frames(video.path, SamplingConfig(interval=20, min_frames=1))
+        _, frames = read_sampled_frames(video.path, SamplingConfig.exactly_every(20))
         for number, frame in enumerate(frames):
             detections = default_detector.detect(frame.rgb, number)
             rows.append((video, frame.index, frame.rgb.shape, detections))

@@ -30,7 +30,7 @@ def describe() -> FaceDescriber:
 
 
 def people_of(source, describe):
-    every_20th = SamplingConfig(min_frames=1)
+    every_20th = SamplingConfig.exactly_every(20)
     faces = extract_faces(source, every_20th, make_detector(DetectorConfig()), SETTINGS)
     return faces, link_people(faces.frames, describe, TRACKING)
 

@@ -37,7 +37,7 @@ def detector():
 
 
 def analyze(video, network, settings, detector, **engine):
-    every_20th = SamplingConfig(min_frames=1)
+    every_20th = SamplingConfig.exactly_every(20)
     faces = score_video(video, network, settings, every_20th, detector, 4, **engine)
     return verdict(faces, VerdictConfig(aggregation="mean", threshold=0.5))
 

@@ -63,7 +63,7 @@ def test_a_face_lost_for_most_of_its_span_is_flagged_as_missed():
     """Grace Hopper, then 3 s of her photo covered, then her again: sampled every 20th frame,
     she is found in 2 of the 5 sampled frames from her first to her last."""
     network, settings = seeded_network()
-    every_20th = replace(TORCH_FP32, sampling=SamplingConfig(min_frames=1))
+    every_20th = replace(TORCH_FP32, sampling=SamplingConfig.exactly_every(20))
     service = DetectorService(network, settings, every_20th, "0" * 64)
     face = grace_hopper_rgb()
     covered = np.full_like(face, 90)

@@ -26,7 +26,7 @@ from support.bad_inputs import _rotated_face_clip, concat_script, pixel_bomb, tr
 from support.torchserve import REPO_ROOT
 from support.video_factory import blank_frames, encode_image, encode_video, grace_hopper_rgb
 
-EVERY_5TH = SamplingConfig(interval=5, max_frames=12, min_frames=1)
+EVERY_5TH = SamplingConfig.exactly_every(5, max_frames=12)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_errors_cross_as_the_worker_would_raise_them(sandbox, make, error, messa
 def test_a_worker_slower_than_the_child_still_gets_every_frame(sandbox, one_face_video):
     # Two frames fit the two shared slots: the child sends both and "done" and exits before
     # the worker has copied the first one out and handed its slot back.
-    sampling = SamplingConfig(interval=5, max_frames=2, min_frames=1)
+    sampling = SamplingConfig.exactly_every(5, max_frames=2)
     expected = _frames(VideoReader(one_face_video.path, 1), sampling)[2]
     with sandbox.open(one_face_video.path, 1) as reader:
         got = []
@@ -88,7 +88,7 @@ def test_a_worker_slower_than_the_child_still_gets_every_frame(sandbox, one_face
 
 def test_a_crashed_decoder_ends_its_video_only(sandbox, one_face_video):
     reader = sandbox.open(one_face_video.path, 1)
-    frames = reader.sample(SamplingConfig(interval=1, max_frames=50, min_frames=1))
+    frames = reader.sample(SamplingConfig.exactly_every(1, max_frames=50))
     next(frames)
     reader_pid = reader.pid
 
@@ -102,9 +102,7 @@ def test_a_crashed_decoder_ends_its_video_only(sandbox, one_face_video):
 def test_a_decoder_past_its_deadline_is_stopped(sandbox, one_face_video):
     slow = VideoLimits(max_decode_s=0.001)
     with pytest.raises(VideoLimitError, match="longer than") as raised:
-        _frames(
-            sandbox.open(one_face_video.path, 1, slow), SamplingConfig(interval=1, min_frames=1)
-        )
+        _frames(sandbox.open(one_face_video.path, 1, slow), SamplingConfig.exactly_every(1))
     assert raised.value.code == "decode_timeout" and raised.value.status == 422
     assert len(_frames(sandbox.open(one_face_video.path))[2]) > 0
 

@@ -45,7 +45,7 @@ def test_bad_crops_are_refused():
 def test_same_tensors_from_a_path_and_from_its_bytes(one_face_video):
     settings = ModelSettings()
     detector = make_detector(DetectorConfig())
-    sampling = SamplingConfig(interval=20, min_frames=1)
+    sampling = SamplingConfig.exactly_every(20)
     from_path = extract_faces(one_face_video.path, sampling, detector, settings)
     from_bytes = extract_faces(one_face_video.path.read_bytes(), sampling, detector, settings)
     assert from_path.face_count == from_bytes.face_count > 0

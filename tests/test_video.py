@@ -28,7 +28,7 @@ from support.video_factory import (
 
 def test_every_20th_frame_of_each_sample_video(sample_videos):
     for video in sample_videos:
-        info, frames = read_sampled_frames(video.path, SamplingConfig(interval=20, min_frames=1))
+        info, frames = read_sampled_frames(video.path, SamplingConfig.exactly_every(20))
         assert (info.width, info.height) == (video.width, video.height), video.name
         assert info.frame_count == video.frame_count, video.name
         assert info.fps == pytest.approx(video.fps, abs=0.01), video.name
@@ -51,7 +51,7 @@ def test_evenly_spaced_frames_span_the_video(one_face_video):
 
 def test_cap_switches_to_evenly_spaced_frames_over_the_whole_video(one_face_video):
     _, frames = read_sampled_frames(
-        one_face_video.path, SamplingConfig(interval=5, max_frames=4, min_frames=1)
+        one_face_video.path, SamplingConfig.exactly_every(5, max_frames=4)
     )
     indices = [f.index for f in frames]
     assert len(indices) == 4
@@ -59,7 +59,7 @@ def test_cap_switches_to_evenly_spaced_frames_over_the_whole_video(one_face_vide
 
 
 def test_same_frames_from_path_and_from_bytes(one_face_video):
-    sampling = SamplingConfig(interval=20, min_frames=1)
+    sampling = SamplingConfig.exactly_every(20)
     info_path, from_path = read_sampled_frames(one_face_video.path, sampling)
     info_bytes, from_bytes = read_sampled_frames(one_face_video.path.read_bytes(), sampling)
     assert info_path == info_bytes
@@ -77,7 +77,7 @@ def test_bytearray_upload_is_accepted(one_face_video):
 
 def test_video_shorter_than_the_interval_gives_its_first_frame():
     data = encode_video(blank_frames(5))
-    info, frames = read_sampled_frames(data, SamplingConfig(interval=20, min_frames=1))
+    info, frames = read_sampled_frames(data, SamplingConfig.exactly_every(20))
     assert info.frame_count == 5
     assert [f.index for f in frames] == [0]
 
@@ -102,14 +102,14 @@ def test_rotation_metadata_turns_frames_upright():
 def test_variable_frame_rate_timestamps_follow_the_container():
     times = [0.0, 0.1, 0.15, 0.5, 0.55, 1.3]
     data = encode_video(blank_frames(len(times)), frame_times_s=times)
-    _, frames = read_sampled_frames(data, SamplingConfig(interval=1, min_frames=1))
+    _, frames = read_sampled_frames(data, SamplingConfig.exactly_every(1))
     assert [f.index for f in frames] == list(range(len(times)))
     assert [f.timestamp_s for f in frames] == pytest.approx(times, abs=1e-3)
 
 
 def test_webm_without_a_declared_frame_count():
     data = encode_video(blank_frames(40), container="webm", codec="libvpx-vp9")
-    info, frames = read_sampled_frames(data, SamplingConfig(interval=10, min_frames=1))
+    info, frames = read_sampled_frames(data, SamplingConfig.exactly_every(10))
     assert info.frame_count == 40
     assert [f.index for f in frames] == [0, 10, 20, 30]
 
@@ -211,7 +211,7 @@ def test_within_limits_reads_normally():
     small = encode_video(blank_frames(30, 64, 48))
     exact = VideoLimits(max_pixels=64 * 48, max_duration_s=1.3, max_frame_count=30)
     with VideoReader(small, limits=exact) as reader:
-        assert len(list(reader.sample(SamplingConfig(interval=1, min_frames=1)))) == 30
+        assert len(list(reader.sample(SamplingConfig.exactly_every(1)))) == 30
 
 
 @given(
@@ -259,7 +259,7 @@ def _assert_same_frames(expected, got, what: str) -> None:
         SamplingConfig(),
         SamplingConfig(num_frames=7),
         pytest.param(  # ~10 s
-            SamplingConfig(interval=3, min_frames=1), marks=pytest.mark.integration
+            SamplingConfig.exactly_every(3), marks=pytest.mark.integration
         ),
     ],
     ids=["every-20th", "7-frames", "every-3rd"],
@@ -275,7 +275,7 @@ def test_skipping_unsampled_frames_gives_the_same_frames(sample_videos, sampling
 def test_skipping_decodes_fewer_frames_of_a_video_with_b_frames():
     frames = [np.roll(grace_hopper_rgb(), shift, axis=1) for shift in range(0, 120, 2)]
     data = encode_video(frames)  # libx264's defaults: B-frames, some not referenced
-    sampling = SamplingConfig(interval=10, min_frames=1)
+    sampling = SamplingConfig.exactly_every(10)
     expected, all_decoded = _read_all(data, sampling, skip=False)
     got, decoded = _read_all(data, sampling, skip=True)
     _assert_same_frames(expected, got, "x264 clip")
@@ -295,7 +295,7 @@ def test_skipping_decodes_fewer_frames_of_a_video_with_b_frames():
 )
 def test_skipping_keeps_frames_of_unusual_videos(make_video):
     data = make_video()
-    for sampling in (SamplingConfig(interval=2, min_frames=1), SamplingConfig(num_frames=3)):
+    for sampling in (SamplingConfig.exactly_every(2), SamplingConfig(num_frames=3)):
         expected, _ = _read_all(data, sampling, skip=False)
         got, _ = _read_all(data, sampling, skip=True)
         _assert_same_frames(expected, got, str(sampling))
@@ -353,7 +353,7 @@ WANDERING_TIMES = [(i + 0.3 * np.sin(i * 1.7)) / 25 if i else 0.0 for i in range
 )
 def test_keyframe_restarts_give_the_same_frames_and_decode_fewer(encoding):
     data = encode_video(_moving_picture(60), **encoding)
-    for sampling in (SamplingConfig(interval=20, min_frames=1), SamplingConfig(num_frames=4)):
+    for sampling in (SamplingConfig.exactly_every(20), SamplingConfig(num_frames=4)):
         expected, all_decoded = _read_all(data, sampling, skip=False)
         through, decoded_through = _read_all(data, sampling, skip=True, restarts=False)
         got, decoded = _read_all(data, sampling, skip=True)
