@@ -236,3 +236,50 @@ def test_crops_take_their_donor_from_another_group(extracted_images):
     # With other faces on, the blended crop differs from the self-blend of the same seed.
     self_only = FaceCrops([real_a, real_b, blended_a], settings, True)
     assert not np.array_equal(crops[2][0], self_only[2][0])
+
+
+def test_raised_brows_take_the_forehead_into_the_hull(face_and_landmarks):
+    from training.sbi import raise_brows
+
+    face, landmarks = face_and_landmarks
+    height, width = face.shape[:2]
+    hull = hull_mask(height, width, landmarks)
+    brow_top = int(np.floor(landmarks[17:27, 1].min()))
+    assert not hull[: brow_top - 1].any()
+    low, high = (hull_mask(height, width, raise_brows(landmarks, a)) for a in (0.5, 2.0))
+    assert (low >= hull).all() and (high >= low).all()
+    assert 0 < low[: brow_top - 1].sum() < high[: brow_top - 1].sum()
+    np.testing.assert_array_equal(raise_brows(landmarks, 0.0), landmarks)
+    np.testing.assert_array_equal(raise_brows(landmarks, 1.0)[:17], landmarks[:17])
+
+
+def test_blend_region_reaches_the_forehead_only_when_asked(face_and_landmarks):
+    from training.sbi import SelfBlendConfig, blend_region
+
+    face, landmarks = face_and_landmarks
+    height, width = face.shape[:2]
+    hull = hull_mask(height, width, landmarks)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(
+        blend_region(height, width, landmarks, rng, SelfBlendConfig()), hull
+    )
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+    always = SelfBlendConfig(forehead=1.0)
+    areas = [blend_region(height, width, landmarks, rng, always).sum() for _ in range(20)]
+    assert min(areas) > hull.sum() and len(set(areas)) > 10  # raised by a drawn amount
+    five = landmarks[[36, 45, 30, 48, 54]]  # not the 68-point scheme: the hull, always
+    np.testing.assert_array_equal(
+        blend_region(height, width, five, rng, always), hull_mask(height, width, five)
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_self_blend_up_the_forehead_changes_only_its_region(face_and_landmarks, seed):
+    from training.sbi import SelfBlendConfig
+
+    face, landmarks = face_and_landmarks
+    config = SelfBlendConfig(forehead=1.0)
+    result = self_blend(face, landmarks, np.random.default_rng(seed), config)
+    outside = result.mask == 0
+    assert 0.2 < outside.mean() < 0.9
+    np.testing.assert_array_equal(result.image[outside], face[outside])

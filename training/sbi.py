@@ -36,6 +36,13 @@ class SelfBlendConfig:
     # in colour (Face X-ray's blended images, Li et al., CVPR 2020), instead of this face
     # perturbed: the inner face then differs from its surroundings in identity too, as in a swap.
     other_face: float = 0.0
+    # Probability that the blended region reaches up the forehead (the brows raised, then the
+    # hull), as in the SBI paper's masks from 81 landmarks and its `extended` shape, instead of
+    # the 68 landmarks' hull, whose edge never crosses the forehead. (Its two other shapes,
+    # DeepFaceLab's full face and the component hulls, are that hull again to within a few
+    # pixels when drawn from 68 points.)
+    forehead: float = 0.0
+    forehead_raise: tuple[float, float] = (0.5, 2.0)  # brow-to-eye distances the brows go up
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,37 @@ def hull_mask(height: int, width: int, landmarks: np.ndarray) -> np.ndarray:
     hull = cv2.convexHull(np.round(landmarks).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, 1)
     return mask.astype(np.float32)
+
+
+def raise_brows(landmarks: np.ndarray, amount: float) -> np.ndarray:
+    """The 68 (iBUG 300-W) landmarks with each brow point (17-26) moved away from the eye line
+    below it by `amount` times its distance from that line, so a hull through them takes in
+    the forehead (0.5 is the `extended` mask of the SBI paper's code; its 81-point hull reaches
+    about 2)."""
+    raised = landmarks.astype(np.float32).copy()
+    outer_right = (landmarks[36] + (landmarks[0] + landmarks[36]) / 2) / 2
+    outer_left = (landmarks[45] + (landmarks[16] + landmarks[45]) / 2) / 2
+    below_right = np.stack([outer_right, *landmarks[36:40]])
+    below_left = np.stack([*landmarks[42:46], outer_left])
+    raised[17:22] += (landmarks[17:22] - below_right) * amount
+    raised[22:27] += (landmarks[22:27] - below_left) * amount
+    return raised
+
+
+def blend_region(
+    height: int,
+    width: int,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    config: SelfBlendConfig,
+) -> np.ndarray:
+    """The region to blend before it is deformed: the landmarks' convex hull or, with
+    probability `config.forehead` (68 landmarks only), the hull with the brows raised by an
+    amount drawn from `config.forehead_raise`. Nothing is drawn from `rng` when `forehead` is
+    0, so recipes without it repeat bit for bit."""
+    if config.forehead <= 0 or len(landmarks) != 68 or rng.random() >= config.forehead:
+        return hull_mask(height, width, landmarks)
+    return hull_mask(height, width, raise_brows(landmarks, rng.uniform(*config.forehead_raise)))
 
 
 def deform_mask(mask: np.ndarray, rng: np.random.Generator, max_morph: float) -> np.ndarray:
@@ -215,7 +253,8 @@ def self_blend(
             target = perturbed
         else:
             source = perturbed
-    mask = deform_mask(hull_mask(height, width, landmarks), rng, config.max_mask_morph)
+    region = blend_region(height, width, landmarks, rng, config)
+    mask = deform_mask(region, rng, config.max_mask_morph)
     mask = elastic_deform(mask, rng, config.elastic_alpha, config.elastic_sigma)
     source, mask = random_affine(source, mask, rng, config.max_shift, config.scale_range)
     if rng.random() < config.poisson_blend:
