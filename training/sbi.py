@@ -71,7 +71,7 @@ def raise_brows(landmarks: np.ndarray, amount: float) -> np.ndarray:
     """The 68 (iBUG 300-W) landmarks with each brow point (17-26) moved away from the eye line
     below it by `amount` times its distance from that line, so a hull through them takes in
     the forehead (0.5 is the `extended` mask of the SBI paper's code; its 81-point hull reaches
-    about 2)."""
+    higher, toward the hairline)."""
     raised = landmarks.astype(np.float32).copy()
     outer_right = (landmarks[36] + (landmarks[0] + landmarks[36]) / 2) / 2
     outer_left = (landmarks[45] + (landmarks[16] + landmarks[45]) / 2) / 2
